@@ -1,0 +1,186 @@
+package vaultsource
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// vault performs requests through a caller-configured *api.Client and turns
+// Vault's answers into *Error values. It retries a 403 once after a re-login.
+type vault struct {
+	client  *api.Client
+	relogin Relogger
+}
+
+// request is one Vault API call.
+type request struct {
+	op         string         // for errors: "read", "write", ...
+	method     string         // http.MethodGet or http.MethodPut
+	path       string         // API path without /v1/
+	capability string         // policy capability needed on path
+	body       map[string]any // JSON body for PUT
+	notFound   error          // sentinel for a 404 (default ErrSecretNotFound)
+	noRelogin  bool           // a 403 is expected and final (diagnostic probes)
+}
+
+// do performs r. On a Vault error status it returns an *Error; for a 404
+// whose body still carries data (a deleted KV v2 version) it returns that
+// secret as well.
+func (v *vault) do(ctx context.Context, r request) (*api.Secret, error) {
+	sec, status, err := v.once(ctx, r)
+	if status != http.StatusForbidden || v.relogin == nil || r.noRelogin {
+		return sec, err
+	}
+	if rerr := v.relogin.Relogin(ctx); rerr != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			e.Detail += "; re-login failed"
+			e.Cause = errors.Join(e.Cause, fmt.Errorf("vaultsource: re-login: %w", rerr))
+		}
+		return sec, err
+	}
+	sec, _, err = v.once(ctx, r)
+	return sec, err
+}
+
+func (v *vault) once(ctx context.Context, r request) (*api.Secret, int, error) {
+	if t := v.client.ClientTimeout(); t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	var (
+		resp *api.Response
+		err  error
+	)
+	switch r.method {
+	case http.MethodGet:
+		resp, err = v.client.Logical().ReadRawWithContext(ctx, r.path)
+	default:
+		var body []byte
+		body, err = json.Marshal(r.body)
+		if err != nil {
+			return nil, 0, &Error{Op: r.op, Path: r.path, Err: ErrInvalidArgument, Detail: "request body cannot be encoded"}
+		}
+		resp, err = v.client.Logical().WriteRawWithContext(ctx, r.path, body)
+		clear(body) // it may hold a private key
+	}
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	if err != nil {
+		if resp == nil {
+			return nil, 0, &Error{Op: r.op, Path: r.path, Err: ErrUnavailable, Cause: err}
+		}
+		var msgs []string
+		var re *api.ResponseError
+		if errors.As(err, &re) {
+			msgs = re.Errors
+		}
+		// Response.Error buffered the body; a 404 may still carry data.
+		sec, _ := api.ParseSecret(resp.Body)
+		return sec, resp.StatusCode, classify(r, resp.StatusCode, msgs, err)
+	}
+	sec, err := api.ParseSecret(resp.Body)
+	if err != nil {
+		return nil, resp.StatusCode, &Error{Op: r.op, Path: r.path, Status: resp.StatusCode, Err: ErrUnexpectedResponse, Cause: err}
+	}
+	return sec, resp.StatusCode, nil
+}
+
+// classify maps a Vault error status to a sentinel.
+func classify(r request, status int, msgs []string, cause error) *Error {
+	e := &Error{Op: r.op, Path: r.path, Status: status, Cause: cause}
+	joined := strings.ToLower(strings.Join(msgs, "; "))
+	switch {
+	case status == http.StatusForbidden:
+		e.Err = ErrPermissionDenied
+		e.Capability = r.capability
+		if r.capability != "" {
+			e.Detail = fmt.Sprintf("the token needs the %q capability on %s", r.capability, r.path)
+		}
+	case status == http.StatusNotFound && strings.Contains(joined, "no handler for route"):
+		e.Err = ErrMountNotFound
+		e.Detail = "no secrets engine is mounted there"
+	case status == http.StatusNotFound:
+		e.Err = r.notFound
+		if e.Err == nil {
+			e.Err = ErrSecretNotFound
+		}
+	case status == http.StatusBadRequest && strings.Contains(joined, "check-and-set parameter did not match"):
+		e.Err = ErrConflict
+		e.Detail = "the secret's current version is not the one this write was based on; nothing was written"
+	case status == http.StatusTooManyRequests || status == http.StatusPreconditionFailed || status >= 500:
+		e.Err = ErrUnavailable
+	default:
+		e.Err = ErrRejected
+	}
+	return e
+}
+
+// mapField returns data[name] as a map, or nil.
+func mapField(data map[string]any, name string) map[string]any {
+	if data == nil {
+		return nil
+	}
+	m, _ := data[name].(map[string]any)
+	return m
+}
+
+// intField returns data[name] as an int (Vault numbers arrive as
+// json.Number), reporting whether it was present and numeric.
+func intField(data map[string]any, name string) (int, bool) {
+	switch n := data[name].(type) {
+	case json.Number:
+		i, err := n.Int64()
+		return int(i), err == nil
+	case float64:
+		return int(n), true
+	case int:
+		return n, true
+	case string:
+		var i int
+		_, err := fmt.Sscan(n, &i)
+		return i, err == nil
+	}
+	return 0, false
+}
+
+func stringValue(data map[string]any, name string) string {
+	s, _ := data[name].(string)
+	return s
+}
+
+func joinPath(parts ...string) string {
+	out := make([]string, 0, len(parts))
+	for _, p := range parts {
+		if p = strings.Trim(p, "/"); p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, "/")
+}
+
+func cleanName(what, s string) (string, error) {
+	s = strings.Trim(s, "/")
+	if s == "" {
+		return "", optionError("%s must not be empty", what)
+	}
+	if strings.Contains(s, "..") || strings.ContainsAny(s, "?#") {
+		return "", optionError("%s %q is not a valid Vault path segment", what, s)
+	}
+	return s, nil
+}
+
+func checkClient(c *api.Client) error {
+	if c == nil {
+		return optionError("nil Vault client")
+	}
+	return nil
+}
