@@ -1,0 +1,66 @@
+# knotmtls build and test entry points. Modules: the library at the root,
+# integration/ (end-to-end tests against a real Vault, the demo) and
+# integration/vaultserver/ (builds the Vault server binary; see
+# scripts/vault-image.sh).
+#
+#   make test              unit tests (-race), then vault-image, then integration tests (-race)
+#   make test-unit         root module tests with -race
+#   make test-integration  integration module tests with -race (needs vault-image or Docker + network)
+#   make vault-image       build the Vault binary and the FROM scratch image once (cached)
+#   make lint              gofmt + go vet in the root and integration modules
+#   make bench             benchmarks
+#   make demo              run the demo (integration/cmd/demo)
+#
+# Nothing here depends on CI=true: CI runs the same targets and skips nothing.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+
+# testcontainers' reaper container cannot be pulled here; Terminate cleans up.
+export TESTCONTAINERS_RYUK_DISABLED ?= true
+
+TESTFLAGS ?= -race -count=1
+UNIT_TIMEOUT ?= 15m
+INTEGRATION_TIMEOUT ?= 40m
+
+# $(call timed,label,command): run command, then print how long it took.
+timed = start=$$(date +%s); if $(2); then rc=0; else rc=$$?; fi; \
+	echo "--- $(1) took $$(( $$(date +%s) - start ))s"; exit $$rc
+
+.PHONY: all test test-unit test-integration vault-image bench demo lint fmt-check vet
+
+all: lint test
+
+test: test-unit vault-image test-integration
+
+test-unit:
+	@echo "=== unit tests (root module)"
+	@$(call timed,unit tests,$(GO) test $(TESTFLAGS) -timeout $(UNIT_TIMEOUT) ./...)
+
+test-integration:
+	@echo "=== integration tests (integration module)"
+	@$(call timed,integration tests,cd integration && $(GO) test $(TESTFLAGS) -timeout $(INTEGRATION_TIMEOUT) ./...)
+
+vault-image:
+	@echo "=== vault binary and image"
+	@$(call timed,vault-image,scripts/vault-image.sh all)
+
+bench:
+	@$(call timed,bench,$(GO) test -run '^$$' -bench . -benchmem ./provider/ ./knotclient/)
+
+demo:
+	cd integration && $(GO) run ./cmd/demo
+
+lint: fmt-check vet
+
+fmt-check:
+	@echo "=== gofmt"
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# integration/vaultserver is skipped: vetting Vault's dependency graph takes
+# as long as building it.
+vet:
+	@echo "=== go vet"
+	@$(call timed,go vet (root),$(GO) vet ./...)
+	@$(call timed,go vet (integration),cd integration && $(GO) vet ./...)
