@@ -14,11 +14,19 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// state is what the hot path reads: one atomic pointer load.
+// state is what the hot path reads: one atomic pointer load and one atomic
+// flag. expired is set by a timer armed at NotAfter, because reading the
+// clock on every handshake would cost more than everything else on the hot
+// path. Every other path (Bundle, Refresh, the background loop, which always
+// wakes at NotAfter) also compares NotAfter with the wall clock and sets the
+// flag, so a late timer or a wall-clock jump is caught at the latest at the
+// loop's wake-up at NotAfter.
 type state struct {
 	bundle   *Bundle
 	cert     *tls.Certificate
 	notAfter int64 // unix nanoseconds of the leaf's NotAfter
+	expired  atomic.Bool
+	timer    *time.Timer
 }
 
 // Provider caches, validates and rotates the client identity a
@@ -34,6 +42,9 @@ type Provider struct {
 	cur    atomic.Pointer[state]
 	closed atomic.Bool
 	sf     singleflight.Group
+	// fakeClock is set when WithClock replaced time.Now: the hot path then
+	// compares with that clock instead of trusting the expiry timer.
+	fakeClock bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -66,12 +77,15 @@ func New(src CertificateSource, opts ...Option) (*Provider, error) {
 		maxBackoff:     DefaultMaxBackoff,
 		fetchTimeout:   DefaultFetchTimeout,
 		jitter:         DefaultJitter,
-		now:            time.Now,
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return nil, err
 		}
+	}
+	fake := cfg.now != nil
+	if cfg.now == nil {
+		cfg.now = time.Now
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
@@ -86,6 +100,7 @@ func New(src CertificateSource, opts ...Option) (*Provider, error) {
 		kick:      make(chan struct{}, 1),
 		replan:    make(chan struct{}, 1),
 		listeners: map[uint64]func(old, new *Bundle){},
+		fakeClock: fake,
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.wg.Add(1)
@@ -115,12 +130,16 @@ func (p *Provider) poke() {
 // when nothing valid is cached does it refresh, bounded by the handshake's
 // context.
 func (p *Provider) GetClientCertificate(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
-	if s := p.cur.Load(); s != nil && !p.closed.Load() && p.cfg.now().UnixNano() < s.notAfter {
+	if s := p.cur.Load(); s != nil && !s.expired.Load() && !p.closed.Load() &&
+		(!p.fakeClock || p.cfg.now().UnixNano() < s.notAfter) {
 		return s.cert, nil
 	}
-	ctx := context.Background()
+	var ctx context.Context
 	if cri != nil {
-		ctx = cri.Context()
+		ctx = cri.Context() // nil outside a real handshake
+	}
+	if ctx == nil {
+		ctx = context.Background()
 	}
 	s, err := p.load(ctx)
 	if err != nil {
@@ -148,7 +167,23 @@ func (p *Provider) Certificate(ctx context.Context) (*tls.Certificate, error) {
 }
 
 func (p *Provider) valid(s *state) bool {
-	return s != nil && p.cfg.now().UnixNano() < s.notAfter
+	if s == nil || s.expired.Load() {
+		return false
+	}
+	if p.cfg.now().UnixNano() >= s.notAfter {
+		s.expired.Store(true) // the timer was late or the clock jumped
+		return false
+	}
+	return true
+}
+
+// newState builds the served state for b and arms its expiry timer.
+func (p *Provider) newState(b *Bundle) *state {
+	s := &state{bundle: b, cert: b.TLSCertificate(), notAfter: b.NotAfter.UnixNano()}
+	if !p.fakeClock {
+		s.timer = time.AfterFunc(time.Until(b.NotAfter), func() { s.expired.Store(true) })
+	}
+	return s
 }
 
 // load returns a valid state, refreshing when there is none. While failures
@@ -268,8 +303,10 @@ func (p *Provider) doRefresh(values context.Context, poll bool) (*state, error) 
 		p.succeeded()
 		return cur, nil
 	}
-	next := &state{bundle: b, cert: b.TLSCertificate(), notAfter: b.NotAfter.UnixNano()}
-	p.cur.Store(next)
+	next := p.newState(b)
+	if old := p.cur.Swap(next); old != nil && old.timer != nil {
+		old.timer.Stop()
+	}
 	p.succeeded()
 	var old *Bundle
 	if cur != nil {
@@ -413,6 +450,9 @@ func (p *Provider) Close() error {
 	p.mu.Unlock()
 	p.cancel()
 	p.wg.Wait()
+	if s := p.cur.Load(); s != nil && s.timer != nil {
+		s.timer.Stop()
+	}
 	return nil
 }
 
@@ -447,6 +487,7 @@ func (p *Provider) loop() {
 			continue
 		}
 		_, _ = p.refresh(p.ctx, true) // failures are logged and hooked
+		p.valid(p.cur.Load())         // re-check expiry against the wall clock
 		p.checkExpiry()
 	}
 }

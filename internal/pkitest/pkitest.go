@@ -153,3 +153,14 @@ func (ca *CA) Pool() *x509.CertPool {
 	p.AddCert(ca.Cert)
 	return p
 }
+
+// CSR returns a PEM certificate request for cn signed by key with alg. It
+// fails the test on error.
+func CSR(t interface{ Fatalf(string, ...any) }, cn string, key any, alg x509.SignatureAlgorithm) []byte {
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: cn}, SignatureAlgorithm: alg}, key)
+	if err != nil {
+		t.Fatalf("pkitest: create CSR: %v", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+}
