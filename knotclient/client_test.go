@@ -1,0 +1,223 @@
+package knotclient_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net/http"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/knotmtls/knotmtls/knotclient"
+)
+
+func TestEnvironmentBaseURL(t *testing.T) {
+	assert.Equal(t, "https://mtls.development.knotapi.com", knotclient.Development.BaseURL())
+	assert.Equal(t, "https://mtls.production.knotapi.com", knotclient.Production.BaseURL())
+	assert.Empty(t, knotclient.Environment("staging").BaseURL())
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	valid := knotclient.Config{
+		ClientID:     "cid",
+		Secret:       knotclient.StaticSecret("s"),
+		Certificates: noCertGetter{},
+		Environment:  knotclient.Development,
+	}
+	tests := []struct {
+		name   string
+		mutate func(*knotclient.Config)
+		want   string // substring of the error; "" = valid
+		url    string // expected BaseURL when valid
+	}{
+		{name: "development", mutate: func(*knotclient.Config) {}, url: "https://mtls.development.knotapi.com"},
+		{name: "production", mutate: func(c *knotclient.Config) { c.Environment = knotclient.Production }, url: "https://mtls.production.knotapi.com"},
+		{name: "base URL overrides environment", mutate: func(c *knotclient.Config) { c.BaseURL = "https://127.0.0.1:8443/prefix/" }, url: "https://127.0.0.1:8443/prefix"},
+		{name: "no client id", mutate: func(c *knotclient.Config) { c.ClientID = "" }, want: "ClientID"},
+		{name: "no secret", mutate: func(c *knotclient.Config) { c.Secret = nil }, want: "Secret"},
+		{name: "no certificates", mutate: func(c *knotclient.Config) { c.Certificates = nil }, want: "Certificates"},
+		{name: "no environment", mutate: func(c *knotclient.Config) { c.Environment = "" }, want: "Environment or BaseURL"},
+		{name: "unknown environment", mutate: func(c *knotclient.Config) { c.Environment = "sandbox" }, want: "unknown Environment"},
+		{name: "plain http", mutate: func(c *knotclient.Config) { c.BaseURL = "http://127.0.0.1:8080" }, want: "https"},
+		{name: "relative URL", mutate: func(c *knotclient.Config) { c.BaseURL = "/knot" }, want: "https"},
+		{name: "user info in URL", mutate: func(c *knotclient.Config) { c.BaseURL = "https://u:p@example.com" }, want: "user info"},
+		{name: "negative attempts", mutate: func(c *knotclient.Config) { c.MaxAttempts = -1 }, want: "negative"},
+		{name: "insecure transport", mutate: func(c *knotclient.Config) {
+			c.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // the test asserts it is refused
+		}, want: "InsecureSkipVerify"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := valid
+			tt.mutate(&cfg)
+			c, err := knotclient.New(cfg)
+			if tt.want != "" {
+				require.ErrorIs(t, err, knotclient.ErrInvalidConfig)
+				assert.Contains(t, err.Error(), tt.want)
+				assert.Nil(t, c)
+				return
+			}
+			require.NoError(t, err)
+			defer c.Close()
+			assert.Equal(t, tt.url, c.BaseURL())
+		})
+	}
+}
+
+var uaPattern = regexp.MustCompile(`^knotmtls/\S+ \(\+https://github\.com/knotmtls/knotmtls\) Go/` + regexp.QuoteMeta(runtime.Version()) + `$`)
+
+func TestHeaders(t *testing.T) {
+	f := newFake(t, respond(200, `{"session":"s-1"}`))
+	ctx := context.Background()
+
+	c := f.client(t)
+	_, err := c.GetJWEKey(ctx)
+	require.NoError(t, err)
+	_, err = c.CreateSession(ctx, knotclient.CreateSessionRequest{Type: knotclient.SessionTransactionLink, ExternalUserID: "u1"})
+	require.NoError(t, err)
+
+	custom := f.client(t, func(cfg *knotclient.Config) {
+		cfg.KnotVersion = "2.1"
+		cfg.UserAgent = "acme-billing/1.4"
+	})
+	_, err = custom.GetJWEKey(ctx)
+	require.NoError(t, err)
+
+	got := f.requests()
+	require.Len(t, got, 3)
+	for i, r := range got {
+		user, pass, ok := (&http.Request{Header: r.Header}).BasicAuth()
+		require.True(t, ok, "request %d has Basic auth", i)
+		assert.Equal(t, testClientID, user)
+		assert.Equal(t, testSecret, pass)
+		assert.Equal(t, "application/json", r.Header.Get("Accept"))
+	}
+	get, post, cust := got[0], got[1], got[2]
+	assert.Equal(t, "2.0", get.Header.Get("Knot-Version"))
+	assert.Regexp(t, uaPattern, get.Header.Get("User-Agent"))
+	assert.Empty(t, get.Header.Get("Content-Type"), "a GET has no body and no Content-Type")
+	assert.Equal(t, "application/json", post.Header.Get("Content-Type"))
+	assert.Equal(t, "2.1", cust.Header.Get("Knot-Version"))
+	assert.True(t, strings.HasPrefix(cust.Header.Get("User-Agent"), "acme-billing/1.4 knotmtls/"), cust.Header.Get("User-Agent"))
+	assert.Regexp(t, uaPattern, strings.TrimPrefix(cust.Header.Get("User-Agent"), "acme-billing/1.4 "))
+}
+
+func TestSecretSourceIsAskedPerCall(t *testing.T) {
+	f := newFake(t, respond(200, `{}`))
+	var calls atomic.Int32
+	c := f.client(t, func(cfg *knotclient.Config) {
+		cfg.Secret = knotclient.SecretFunc(func(context.Context) (string, error) {
+			n := calls.Add(1)
+			return "rotating-secret-" + string(rune('0'+n)), nil
+		})
+	})
+	for range 2 {
+		_, err := c.GetJWEKey(context.Background())
+		require.NoError(t, err)
+	}
+	got := f.requests()
+	require.Len(t, got, 2)
+	for i, r := range got {
+		_, pass, _ := (&http.Request{Header: r.Header}).BasicAuth()
+		assert.Equal(t, "rotating-secret-"+string(rune('1'+i)), pass)
+	}
+}
+
+func TestSecretSourceFailureSendsNothing(t *testing.T) {
+	f := newFake(t, respond(200, `{}`))
+	boom := errors.New("vault sealed")
+	c := f.client(t, func(cfg *knotclient.Config) {
+		cfg.Secret = knotclient.SecretFunc(func(context.Context) (string, error) { return "", boom })
+	})
+	_, err := c.GetJWEKey(context.Background())
+	require.ErrorIs(t, err, boom)
+	assert.Contains(t, err.Error(), "knotclient: GET /jwe/key: get secret")
+	assert.Zero(t, f.hits())
+}
+
+func TestStaticSecretDoesNotPrint(t *testing.T) {
+	s := knotclient.StaticSecret(testSecret)
+	for _, verb := range []string{"%v", "%+v", "%s", "%#v"} {
+		assert.NotContains(t, sprintf(verb, s), testSecret, verb)
+	}
+	_, err := knotclient.StaticSecret("").Secret(context.Background())
+	assert.Error(t, err)
+}
+
+func TestWrapTransportIsAppliedOnceAtFirstUse(t *testing.T) {
+	f := newFake(t, respond(200, `{}`))
+	var wraps, trips atomic.Int32
+	c := f.client(t, func(cfg *knotclient.Config) {
+		cfg.WrapTransport = func(next http.RoundTripper) http.RoundTripper {
+			wraps.Add(1)
+			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				trips.Add(1)
+				r.Header.Set("Traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+				return next.RoundTrip(r)
+			})
+		}
+	})
+	assert.Zero(t, wraps.Load(), "nothing is built before the first call")
+	for range 3 {
+		_, err := c.GetJWEKey(context.Background())
+		require.NoError(t, err)
+	}
+	assert.EqualValues(t, 1, wraps.Load())
+	assert.EqualValues(t, 3, trips.Load())
+	for _, r := range f.requests() {
+		assert.NotEmpty(t, r.Header.Get("Traceparent"))
+	}
+}
+
+func TestCloseStopsCalls(t *testing.T) {
+	f := newFake(t, respond(200, `{}`))
+	c := f.client(t)
+	_, err := c.GetJWEKey(context.Background())
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	require.NoError(t, c.Close(), "Close is idempotent")
+	_, err = c.GetJWEKey(context.Background())
+	require.ErrorIs(t, err, knotclient.ErrClosed)
+	assert.Equal(t, 1, f.hits())
+
+	unused := f.client(t)
+	require.NoError(t, unused.Close(), "closing a client that never sent is fine")
+}
+
+func TestDevelopmentHelpersRefuseProduction(t *testing.T) {
+	c, err := knotclient.New(knotclient.Config{
+		ClientID: "cid", Secret: knotclient.StaticSecret("s"), Certificates: noCertGetter{},
+		Environment: knotclient.Production, Logger: discardLogger(),
+	})
+	require.NoError(t, err)
+	defer c.Close()
+	ctx := context.Background()
+	err = c.DevLinkAccount(ctx, knotclient.DevLinkAccountRequest{ExternalUserID: "u", MerchantID: 19})
+	require.ErrorIs(t, err, knotclient.ErrDevelopmentOnly)
+	err = c.DevDisconnectAccount(ctx, knotclient.DevDisconnectAccountRequest{ExternalUserID: "u", MerchantID: 19})
+	require.ErrorIs(t, err, knotclient.ErrDevelopmentOnly)
+}
+
+func TestInvalidArgumentsSendNothing(t *testing.T) {
+	f := newFake(t, respond(200, `{}`))
+	c := f.client(t)
+	ctx := context.Background()
+	_, err := c.GetTransaction(ctx, "")
+	assert.ErrorIs(t, err, knotclient.ErrInvalidArgument)
+	_, err = c.GetSubscription(ctx, "")
+	assert.ErrorIs(t, err, knotclient.ErrInvalidArgument)
+	assert.ErrorIs(t, c.CancelSubscription(ctx, knotclient.CancelSubscriptionRequest{}), knotclient.ErrInvalidArgument)
+	assert.ErrorIs(t, c.SwitchCard(ctx, knotclient.SwitchCardRequest{TaskID: "1"}), knotclient.ErrInvalidArgument)
+	assert.ErrorIs(t, c.UpdateCard(ctx, knotclient.UpdateCardRequest{}), knotclient.ErrInvalidArgument)
+	assert.Zero(t, f.hits())
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -1,0 +1,188 @@
+package knotclient
+
+import (
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/knotmtls/knotmtls/provider"
+)
+
+// Environment selects which Knot mTLS host the client talks to.
+type Environment string
+
+// Knot's environments. Development is Knot's test environment (there is no
+// separate sandbox); credentials differ per environment.
+const (
+	Development Environment = "development"
+	Production  Environment = "production"
+)
+
+// BaseURL returns the environment's mTLS API host, or "" for an unknown
+// environment.
+func (e Environment) BaseURL() string {
+	switch e {
+	case Development:
+		return "https://mtls.development.knotapi.com"
+	case Production:
+		return "https://mtls.production.knotapi.com"
+	}
+	return ""
+}
+
+// Defaults applied by [New] to zero fields of [Config].
+const (
+	DefaultKnotVersion         = "2.0"
+	DefaultTimeout             = 30 * time.Second
+	DefaultMaxAttempts         = 3
+	DefaultRetryBaseDelay      = 250 * time.Millisecond
+	DefaultRetryMaxDelay       = 5 * time.Second
+	DefaultMaxRetryAfter       = 30 * time.Second
+	DefaultMaxIdleConnsPerHost = 16
+	DefaultMaxPages            = 1000
+)
+
+// Config configures a [Client]. ClientID, Secret, Certificates and one of
+// Environment or BaseURL are required; everything else has a default.
+type Config struct {
+	// ClientID is the Knot client_id: the Basic-auth user name and the CN
+	// of the client certificate.
+	ClientID string
+	// Secret supplies the Knot secret (the Basic-auth password). Use
+	// [StaticSecret] for a fixed value.
+	Secret SecretSource
+	// Certificates serves the client certificate for the mTLS handshake,
+	// normally a *provider.Provider. If it also has a
+	// Notify(func(old, new *provider.Bundle)) (stop func()) method, the
+	// client subscribes to it and, on rotation, moves new requests to fresh
+	// connections so they present the new certificate.
+	Certificates provider.ClientCertificateGetter
+
+	// Environment picks the Knot mTLS host. Ignored when BaseURL is set.
+	Environment Environment
+	// BaseURL overrides the host, e.g. a knottest server's URL. It must be
+	// an https URL; a path prefix is kept.
+	BaseURL string
+	// RootCAs verifies the server certificate. Nil means the system roots,
+	// which is what the real Knot hosts need.
+	RootCAs *x509.CertPool
+
+	// KnotVersion is sent as the Knot-Version header (default "2.0").
+	KnotVersion string
+	// UserAgent, if set, is prepended to the client's own User-Agent
+	// ("knotmtls/<version> (+https://github.com/knotmtls/knotmtls) Go/<version>").
+	UserAgent string
+
+	// Timeout bounds each attempt of a call, from sending the request to
+	// reading the whole response (default 30 s). The caller's context
+	// bounds the whole call including retries.
+	Timeout time.Duration
+	// MaxAttempts bounds how many times a call that is safe to repeat is
+	// sent (default 3; 1 disables retries). Calls that are not safe to
+	// repeat are always sent once; see the package documentation.
+	MaxAttempts int
+	// RetryBaseDelay and RetryMaxDelay shape the exponential backoff between
+	// attempts (defaults 250 ms and 5 s); each delay is jittered.
+	RetryBaseDelay time.Duration
+	RetryMaxDelay  time.Duration
+	// MaxRetryAfter is the longest Retry-After the client waits out before
+	// retrying (default 30 s). A longer one ends the call at once with an
+	// [*Error] whose RetryAfter tells the caller when to come back.
+	MaxRetryAfter time.Duration
+	// MaxPages bounds how many pages the iterators fetch (default 1000).
+	MaxPages int
+
+	// Transport, if set, is cloned as the base of the client's transport
+	// (dialer, proxy, timeouts, pool sizes, DisableKeepAlives). Its
+	// TLSClientConfig, if any, is cloned and hooked up to Certificates; it
+	// must not set InsecureSkipVerify.
+	Transport *http.Transport
+	// WrapTransport, if set, wraps the client's transport once, when it is
+	// built, e.g. otelhttp.NewTransport for tracing. The wrapper sees every
+	// attempt, with the Authorization header set.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+
+	// Logger receives retry and rotation events at Info/Debug level (default
+	// slog.Default()). Log lines carry the operation and status, never the
+	// secret, request bodies, session IDs or card data.
+	Logger *slog.Logger
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+}
+
+// withDefaults validates cfg and returns a copy with defaults applied and the
+// base URL resolved.
+func (cfg Config) withDefaults() (Config, *url.URL, error) {
+	if cfg.ClientID == "" {
+		return cfg, nil, invalid("ClientID is required")
+	}
+	if cfg.Secret == nil {
+		return cfg, nil, invalid("Secret is required")
+	}
+	if cfg.Certificates == nil {
+		return cfg, nil, invalid("Certificates is required (Knot's mTLS hosts refuse connections without a client certificate)")
+	}
+	raw := cfg.BaseURL
+	if raw == "" {
+		raw = cfg.Environment.BaseURL()
+		if raw == "" {
+			if cfg.Environment == "" {
+				return cfg, nil, invalid("Environment or BaseURL is required")
+			}
+			return cfg, nil, invalid("unknown Environment %q", cfg.Environment)
+		}
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return cfg, nil, invalid("BaseURL: %v", err)
+	}
+	if u.Scheme != "https" || u.Host == "" {
+		return cfg, nil, invalid("BaseURL must be an absolute https URL, got %q", raw)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return cfg, nil, invalid("BaseURL must not carry user info, a query or a fragment")
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	if cfg.Transport != nil && cfg.Transport.TLSClientConfig != nil && cfg.Transport.TLSClientConfig.InsecureSkipVerify {
+		return cfg, nil, invalid("Transport.TLSClientConfig.InsecureSkipVerify is not allowed; set RootCAs instead")
+	}
+	if cfg.KnotVersion == "" {
+		cfg.KnotVersion = DefaultKnotVersion
+	}
+	if cfg.Timeout < 0 || cfg.MaxAttempts < 0 || cfg.RetryBaseDelay < 0 || cfg.RetryMaxDelay < 0 ||
+		cfg.MaxRetryAfter < 0 || cfg.MaxPages < 0 {
+		return cfg, nil, invalid("durations and counts must not be negative")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.RetryBaseDelay == 0 {
+		cfg.RetryBaseDelay = DefaultRetryBaseDelay
+	}
+	if cfg.RetryMaxDelay == 0 {
+		cfg.RetryMaxDelay = DefaultRetryMaxDelay
+	}
+	if cfg.RetryMaxDelay < cfg.RetryBaseDelay {
+		cfg.RetryMaxDelay = cfg.RetryBaseDelay
+	}
+	if cfg.MaxRetryAfter == 0 {
+		cfg.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+	if cfg.MaxPages == 0 {
+		cfg.MaxPages = DefaultMaxPages
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg, u, nil
+}

@@ -1,0 +1,86 @@
+// Package knotclient calls the Knot API (knotapi.com) over mutual TLS, with
+// the client certificate served by a [provider.ClientCertificateGetter]
+// (normally a *provider.Provider backed by Vault or files) and the Basic-auth
+// secret served by a [SecretSource].
+//
+//	p, _ := provider.New(src, provider.WithRequirements(provider.Requirements{ClientID: id}))
+//	c, _ := knotclient.New(knotclient.Config{
+//		ClientID:     id,
+//		Secret:       knotclient.StaticSecret(secret),
+//		Certificates: p,
+//		Environment:  knotclient.Production,
+//	})
+//	defer c.Close()
+//	merchants, err := c.ListMerchants(ctx, knotclient.ListMerchantsRequest{Type: knotclient.ProductCardSwitcher})
+//
+// # Transport
+//
+// [New] does no I/O. The HTTP transport is built on the first call: TLS 1.2
+// minimum, the server verified against Config.RootCAs (nil: the system
+// roots), the client certificate taken from the getter at each handshake,
+// keep-alive connections pooled. When the getter also has a Notify method
+// (as *provider.Provider does), the client subscribes: after a rotation new
+// requests go over new connections, so the very next request presents the
+// new certificate, and the old connections are closed as soon as they are
+// idle. Config.WrapTransport wraps the transport (tracing, metrics) and
+// Config.Transport supplies a base *http.Transport to clone.
+//
+// Every request carries Basic auth (client_id:secret), Knot-Version (2.0 by
+// default), Accept: application/json, a User-Agent naming this module and the
+// Go version, and Content-Type: application/json when it has a body.
+//
+// # Errors
+//
+// A response Knot marks as failed (any non-2xx status, or a 200 from POST
+// /card carrying an error_message) is returned as an [*Error] with the HTTP
+// status and Knot's error_type, error_code and error_message; it tolerates
+// Knot's 500 body {"message":"Server Error"} and bodies that are not JSON.
+// Branch on the code with [IsCode]. Errors never contain the secret, request
+// bodies, session IDs or card data, and the client logs none of them.
+//
+// # Retries
+//
+// Knot documents no idempotency keys, so only calls that are safe to repeat
+// are retried: up to Config.MaxAttempts attempts (default 3), with
+// exponential backoff and jitter, on network errors, 429 (honouring
+// Retry-After, as seconds or an HTTP date, up to Config.MaxRetryAfter) and
+// 5xx other than 501 and 505. Certificate and TLS-alert errors are not
+// retried (they would fail the same way), and nothing is retried once the
+// caller's context is done. The policy per method:
+//
+//	retried      GetAccounts, GetAccount, GetJWEKey, GetTransaction, GetSubscription (GETs);
+//	             ListMerchants, SyncTransactions, ListSubscriptions, ListDetectedAccounts,
+//	             SearchDetectedAccounts (POSTs that only read); ExtendSession (a repeated
+//	             extend has the effect of one, and it is time-critical)
+//	never        SwitchCard, UpdateCard (POST /card: one task, 15 s window);
+//	             RefreshTransactions, SyncCart, Checkout, CancelSubscription, Detect
+//	             (accepted 202 operations: a repeat starts a second one);
+//	             CreateSession (a repeat leaves an extra session); UnlinkAccount,
+//	             DevLinkAccount, DevDisconnectAccount (change state, fire webhooks)
+//
+// A call that is never retried returns its first failure, with
+// [Error.RetryAfter] set if Knot sent one, so the caller can decide.
+//
+// # Pagination
+//
+// SyncTransactions, ListSubscriptions and ListDetectedAccounts fetch one
+// page. [Client.SyncTransactionPages] iterates pages (persist each page's
+// NextCursor), and [Client.AllTransactions], [Client.AllSubscriptions] and
+// [Client.AllDetectedAccounts] iterate items. Iteration stops after the page
+// whose next_cursor is null, at the first error (yielded), after
+// Config.MaxPages pages, or if Knot repeats a cursor.
+//
+// # Webhooks
+//
+// [VerifyWebhook] checks the Knot-Signature header (HMAC-SHA256 with the API
+// secret, compared in constant time) and [ParseWebhook] decodes the envelope
+// into a [Webhook] whose data stays raw until decoded per event.
+//
+// # Data types
+//
+// Enumerations are open string types with constants: values Knot adds later
+// decode as they are. Unknown fields are ignored, nullable fields are
+// pointers, money is a decimal string ([Money]), datetimes are kept as sent
+// ([DateTime]), webhook timestamps accept a number or a numeric string
+// ([Timestamp]), and webhook task IDs are json.Number.
+package knotclient

@@ -1,0 +1,7 @@
+package knotclient
+
+// Internal helpers exported to the external test package.
+var (
+	ParseRetryAfter = parseRetryAfter
+	Backoff         = backoff
+)

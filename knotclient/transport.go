@@ -1,0 +1,160 @@
+package knotclient
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/knotmtls/knotmtls/provider"
+)
+
+// notifier is the optional rotation-subscription half of a
+// *provider.Provider. Any certificate getter with this method gets the same
+// treatment.
+type notifier interface {
+	Notify(fn func(old, new *provider.Bundle)) (stop func())
+}
+
+// newBaseTransport returns the client's own transport, built from
+// cfg.Transport (cloned) or from defaults that match http.DefaultTransport,
+// with the TLS config hooked to the certificate getter.
+func newBaseTransport(cfg *Config) *http.Transport {
+	var t *http.Transport
+	if cfg.Transport != nil {
+		t = cfg.Transport.Clone()
+	} else {
+		dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+		t = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           dialer.DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          100,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: 1 * time.Second,
+		}
+	}
+	if t.MaxIdleConnsPerHost == 0 {
+		t.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+	}
+	if t.TLSClientConfig == nil {
+		t.TLSClientConfig = provider.MTLSClientConfig(cfg.Certificates, cfg.RootCAs)
+	} else {
+		provider.HookMTLSClientConfig(t.TLSClientConfig, cfg.Certificates)
+		if cfg.RootCAs != nil {
+			t.TLSClientConfig.RootCAs = cfg.RootCAs
+		}
+	}
+	t.TLSClientConfig.InsecureSkipVerify = false // also refused by New
+	return t
+}
+
+// generation is one *http.Transport and the number of responses it is still
+// serving. After a certificate rotation the generation is retired: no new
+// request uses it, and once its last response is closed its connections are
+// closed too.
+type generation struct {
+	t        *http.Transport
+	inflight atomic.Int64
+	retired  atomic.Bool
+}
+
+func (g *generation) release() {
+	if g.inflight.Add(-1) == 0 && g.retired.Load() {
+		g.t.CloseIdleConnections()
+	}
+}
+
+func (g *generation) retire() {
+	g.retired.Store(true)
+	// Closes idle connections now and, until another request queues on
+	// this transport (which only a request racing the swap can do, and
+	// release handles that), every HTTP/1 connection that becomes idle.
+	g.t.CloseIdleConnections()
+}
+
+// rotatingTransport sends each request over the current generation. When
+// the client certificate rotates it starts a new generation (a clone of the
+// transport with an empty pool) so that the very next request handshakes
+// with the new certificate, whatever connections are busy at that moment.
+type rotatingTransport struct {
+	cur    atomic.Pointer[generation]
+	mu     sync.Mutex // serialises rotate and close
+	closed bool
+}
+
+func newRotatingTransport(t *http.Transport) *rotatingTransport {
+	rt := &rotatingTransport{}
+	rt.cur.Store(&generation{t: t})
+	return rt
+}
+
+// acquire returns the current generation with its in-flight count raised.
+func (rt *rotatingTransport) acquire() *generation {
+	for {
+		g := rt.cur.Load()
+		g.inflight.Add(1)
+		if !g.retired.Load() {
+			return g
+		}
+		g.release()
+	}
+}
+
+// RoundTrip implements http.RoundTripper.
+func (rt *rotatingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	g := rt.acquire()
+	resp, err := g.t.RoundTrip(req)
+	if err != nil {
+		g.release()
+		return nil, err
+	}
+	resp.Body = &releaseBody{ReadCloser: resp.Body, g: g}
+	return resp, nil
+}
+
+// rotate moves new requests to a fresh transport and retires the old one.
+func (rt *rotatingTransport) rotate() {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.closed {
+		return
+	}
+	old := rt.cur.Load()
+	rt.cur.Store(&generation{t: old.t.Clone()})
+	old.retire()
+	if old.inflight.Load() == 0 {
+		old.t.CloseIdleConnections()
+	}
+}
+
+// CloseIdleConnections closes the idle connections of the current
+// generation (http.Client.CloseIdleConnections calls it).
+func (rt *rotatingTransport) CloseIdleConnections() {
+	rt.cur.Load().t.CloseIdleConnections()
+}
+
+func (rt *rotatingTransport) close() {
+	rt.mu.Lock()
+	rt.closed = true
+	rt.mu.Unlock()
+	rt.cur.Load().retire()
+}
+
+// releaseBody lowers its generation's in-flight count once, on Close.
+type releaseBody struct {
+	io.ReadCloser
+	g    *generation
+	done atomic.Bool
+}
+
+func (b *releaseBody) Close() error {
+	err := b.ReadCloser.Close()
+	if b.done.CompareAndSwap(false, true) {
+		b.g.release()
+	}
+	return err
+}
