@@ -1,0 +1,95 @@
+package vaultsource_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"log/slog"
+
+	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/api/auth/approle"
+
+	"github.com/knotmtls/knotmtls/vaultsource"
+)
+
+// A service logs in with AppRole, the secret-id delivered as a
+// response-wrapped token in a file. Auth keeps the token renewed and logs in
+// again before it expires; the Vault sources built on the same client call
+// auth.Relogin when Vault answers 403 (pass auth to vaultsource.WithRelogin).
+func ExampleNewAuth() {
+	client, err := api.NewClient(api.DefaultConfig()) // VAULT_ADDR etc.
+	if err != nil {
+		log.Fatal(err)
+	}
+	method, err := vaultsource.AppRole("knot-client-role-id",
+		&approle.SecretID{FromFile: "/run/secrets/knot-secret-id.wrapped"},
+		approle.WithWrappingToken())
+	if err != nil {
+		log.Fatal(err)
+	}
+	auth, err := vaultsource.NewAuth(client, method)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := auth.Start(context.Background()); err != nil {
+		log.Fatal(err) // first login failed: nothing runs
+	}
+	defer auth.Close()
+
+	_ = vaultsource.WithRelogin(auth) // give this option to the sources
+}
+
+// A Vault Agent renders its token to a file sink; Auth reads it, and logs in
+// again (re-reads it) when the agent writes a new one.
+func ExampleTokenFile() {
+	client, err := api.NewClient(api.DefaultConfig())
+	if err != nil {
+		log.Fatal(err)
+	}
+	auth, err := vaultsource.NewAuth(client, &vaultsource.TokenFile{Path: "/run/vault/agent-token"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := auth.Start(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	defer auth.Close()
+}
+
+// preIssued is an api.AuthMethod handing out a token that never expires, as
+// a dev server's root token does. Any api.AuthMethod works with NewAuth.
+type preIssued struct{}
+
+func (preIssued) Login(context.Context, *api.Client) (*api.Secret, error) {
+	return &api.Secret{Auth: &api.SecretAuth{ClientToken: "dev-only-token", LeaseDuration: 0}}, nil
+}
+
+// Status tells operators and tests how the token is doing.
+func ExampleAuth_Status() {
+	client, err := api.NewClient(&api.Config{Address: "http://127.0.0.1:8200"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	auth, err := vaultsource.NewAuth(client, preIssued{},
+		vaultsource.WithAuthLogger(slog.New(slog.DiscardHandler)),
+		vaultsource.OnAuthEvent(func(e vaultsource.AuthEvent) {
+			fmt.Printf("event: %s (%s), ttl %s\n", e.Kind, e.Reason, e.TTL)
+		}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer auth.Close()
+	if err := auth.Start(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	if err := auth.Relogin(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	st := auth.Status()
+	fmt.Printf("method %s: logins %d, renewals %d, watching %v, expires never %v\n",
+		st.Method, st.Logins, st.Renewals, st.Watching, st.TokenExpires.IsZero())
+	// Output:
+	// event: login (start), ttl 0s
+	// event: login (relogin), ttl 0s
+	// method vaultsource_test.preIssued: logins 2, renewals 0, watching false, expires never true
+}
