@@ -266,3 +266,35 @@ const (
 	waitFor = 5 * time.Second
 	tick    = 10 * time.Millisecond
 )
+
+// watched wraps a Source to tell a test when its Watch has its watches in
+// place: Watch calls changed once right after setting them up, and watched
+// closes ready at that first call. Tests that must prove a change came
+// from a file event (not from that initial check) wait for ready first.
+type watched struct {
+	*filesource.Source
+	ready chan struct{}
+	once  sync.Once
+}
+
+var _ provider.Watcher = (*watched)(nil)
+
+func newWatched(src *filesource.Source) *watched {
+	return &watched{Source: src, ready: make(chan struct{})}
+}
+
+func (w *watched) Watch(ctx context.Context, changed func()) error {
+	return w.Source.Watch(ctx, func() {
+		w.once.Do(func() { close(w.ready) })
+		changed()
+	})
+}
+
+func (w *watched) waitReady(t testing.TB) {
+	t.Helper()
+	select {
+	case <-w.ready:
+	case <-time.After(waitFor):
+		t.Fatal("the source's Watch never set up its watches")
+	}
+}

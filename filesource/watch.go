@@ -26,6 +26,9 @@ import (
 // directory disappears. It starts no goroutine of its own, and the fsnotify
 // watcher's goroutine has ended when it returns.
 func (s *Source) Watch(ctx context.Context, changed func()) error {
+	if ctx.Err() != nil {
+		return nil
+	}
 	w, err := s.newWatcher()
 	if err != nil {
 		return fmt.Errorf("filesource: create file watcher: %w", err)
@@ -77,6 +80,9 @@ func (s *Source) Watch(ctx context.Context, changed func()) error {
 			arm()
 		case <-fire:
 			fire = nil
+			if ctx.Err() != nil {
+				return nil
+			}
 			if err := s.syncWatches(w); err != nil {
 				return err
 			}
