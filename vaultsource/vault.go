@@ -168,8 +168,8 @@ func joinPath(parts ...string) string {
 }
 
 func cleanName(what, s string) (string, error) {
-	s = strings.Trim(s, "/")
-	if s == "" {
+	s = strings.Trim(strings.TrimSpace(s), "/")
+	if strings.TrimSpace(s) == "" {
 		return "", optionError("%s must not be empty", what)
 	}
 	if strings.Contains(s, "..") || strings.ContainsAny(s, "?#") {
