@@ -231,10 +231,16 @@ func (p *Provider) Refresh(ctx context.Context) error {
 // shared work runs on the provider's context, not the caller's: a caller that
 // gives up stops waiting but does not abort the refresh for the others.
 func (p *Provider) refresh(ctx context.Context, poll bool) (*state, error) {
-	key := "load"
 	if poll {
-		key = "poll"
+		return p.refreshKey(ctx, true, "poll")
 	}
+	return p.refreshKey(ctx, false, "load")
+}
+
+// refreshKey is refresh with an explicit single-flight key. A Watcher's
+// change notice uses its own key so it never joins a poll that started
+// before the change and would read the old material.
+func (p *Provider) refreshKey(ctx context.Context, poll bool, key string) (*state, error) {
 	values := context.WithoutCancel(ctx) // keep trace values, drop cancellation
 	ch := p.sf.DoChan(key, func() (any, error) {
 		p.mu.Lock()
@@ -481,6 +487,11 @@ func (p *Provider) loop() {
 		case <-p.replan:
 			continue
 		case <-p.kick:
+			if p.cur.Load() != nil {
+				_, _ = p.refreshKey(p.ctx, true, "watch")
+				p.valid(p.cur.Load())
+			}
+			continue // expiry warnings follow the poll interval, not file events
 		case <-fire:
 		}
 		if p.cur.Load() == nil {

@@ -68,9 +68,17 @@ func serial() *big.Int {
 	return n
 }
 
-// NewCA returns a CA named cn, valid from an hour ago for ten years.
+var (
+	caKeyOnce sync.Once
+	caKey     *rsa.PrivateKey
+)
+
+// NewCA returns a CA named cn, valid from an hour ago for ten years. All CAs
+// share one cached key (distinct from the client keys); their certificates
+// and serials differ.
 func NewCA(cn string) *CA {
-	key := CachedRSAKey(2048, 100)
+	caKeyOnce.Do(func() { caKey = RSAKey(2048) })
+	key := caKey
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: cn, Organization: []string{"knotmtls test"}},
