@@ -37,6 +37,7 @@ type recorded struct {
 	Method, Path, RawQuery string
 	Header                 http.Header
 	Body                   []byte
+	Time                   time.Time // arrival
 }
 
 // fakeKnot is an httptest TLS server that records requests and answers with
@@ -53,7 +54,7 @@ func newFake(t *testing.T, handler http.HandlerFunc) *fakeKnot {
 	f.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
-		f.got = append(f.got, recorded{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone(), Body: body})
+		f.got = append(f.got, recorded{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone(), Body: body, Time: time.Now()})
 		f.mu.Unlock()
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		handler(w, r)
