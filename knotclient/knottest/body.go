@@ -61,10 +61,14 @@ func (f fields) integer(name string, req bool) (int64, bool, *apiError) {
 		}
 		return 0, false, nil
 	}
+	raw := bytes.TrimSpace(f[name])
 	var n json.Number
-	dec := json.NewDecoder(bytes.NewReader(f[name]))
-	dec.UseNumber()
-	if err := dec.Decode(&n); err != nil {
+	// json.Number also accepts a quoted number; Knot's IDs are JSON numbers,
+	// so "19" is refused to catch clients that send strings.
+	if len(raw) > 0 && raw[0] == '"' {
+		return 0, false, invalidField("The %s must be an integer.", name)
+	}
+	if err := json.Unmarshal(raw, &n); err != nil {
 		return 0, false, invalidField("The %s must be an integer.", name)
 	}
 	v, err := n.Int64()

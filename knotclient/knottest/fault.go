@@ -34,6 +34,10 @@ type Fault struct {
 	// goes away or the server is closed.
 	Delay time.Duration
 	// Drop closes the TCP connection (with a reset) without any response.
+	// net/http transparently retries an idempotent request (GET, or one
+	// with GetBody and an Idempotency-Key) when a reused connection closes
+	// before answering, so a single drop may be invisible to a net/http
+	// client on a warm connection; drop a POST, or use Times > 1.
 	Drop bool
 	// Body replaces the response body verbatim, for example a non-JSON proxy
 	// page. Without Status the status is 200.
