@@ -159,6 +159,9 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 	if err != nil {
 		return fmt.Errorf("knotclient: %s: get secret: %w", cl.op, err)
 	}
+	if secret == "" {
+		return fmt.Errorf("knotclient: %s: the secret source returned an empty secret", cl.op)
+	}
 	auth := []string{"Basic " + base64.StdEncoding.EncodeToString([]byte(c.cfg.ClientID+":"+secret))}
 	target := c.baseURL + cl.path
 	if len(cl.query) > 0 {

@@ -8,13 +8,16 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/knotmtls/knotmtls/knotclient"
+	"github.com/knotmtls/knotmtls/provider"
 )
 
 func TestEnvironmentBaseURL(t *testing.T) {
@@ -221,3 +224,76 @@ func TestInvalidArgumentsSendNothing(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// notifyingGetter is a certificate getter that is not a *provider.Provider
+// but offers Notify; the client must subscribe to it all the same.
+type notifyingGetter struct {
+	noCertGetter
+	mu      sync.Mutex
+	fn      func(old, new *provider.Bundle)
+	stopped atomic.Bool
+}
+
+func (g *notifyingGetter) Notify(fn func(old, new *provider.Bundle)) (stop func()) {
+	g.mu.Lock()
+	g.fn = fn
+	g.mu.Unlock()
+	return func() { g.stopped.Store(true) }
+}
+
+func (g *notifyingGetter) fire(old, new *provider.Bundle) {
+	g.mu.Lock()
+	fn := g.fn
+	g.mu.Unlock()
+	fn(old, new)
+}
+
+func TestRotationNotifyFromAnyGetter(t *testing.T) {
+	f := newFake(t, respond(200, jwk))
+	g := &notifyingGetter{}
+	c := f.client(t, func(cfg *knotclient.Config) { cfg.Certificates = g })
+	require.NotNil(t, g.fn, "New subscribes")
+	g.fire(&provider.Bundle{}, &provider.Bundle{}) // before the transport exists: nothing to do
+
+	ctx := context.Background()
+	call := func() (reused bool) {
+		_, err := c.GetJWEKey(reusedTrace(ctx, &reused))
+		require.NoError(t, err)
+		return reused
+	}
+	assert.False(t, call())
+	assert.True(t, call(), "keep-alive")
+	g.fire(nil, &provider.Bundle{}) // first load: not a rotation
+	assert.True(t, call())
+	g.fire(&provider.Bundle{}, &provider.Bundle{})
+	assert.False(t, call(), "after a rotation the next request opens a new connection")
+	assert.True(t, call())
+
+	require.NoError(t, c.Close())
+	assert.True(t, g.stopped.Load(), "Close unsubscribes")
+}
+
+// TestCloseDuringCalls: calls racing Close either finish or get ErrClosed;
+// none hangs or fails otherwise.
+func TestCloseDuringCalls(t *testing.T) {
+	f := newFake(t, respond(200, jwk))
+	c := f.client(t)
+	var ok atomic.Int64
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			for {
+				if _, err := c.GetJWEKey(context.Background()); err != nil {
+					errs <- err
+					return
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	require.Eventually(t, func() bool { return ok.Load() > 20 }, 10*time.Second, time.Millisecond)
+	require.NoError(t, c.Close())
+	for range 4 {
+		assert.ErrorIs(t, <-errs, knotclient.ErrClosed)
+	}
+}

@@ -93,11 +93,13 @@ func newRotatingTransport(t *http.Transport) *rotatingTransport {
 }
 
 // acquire returns the current generation with its in-flight count raised.
+// A generation retired by a rotation is skipped; one retired by close stays
+// current and is used (the call was racing Close).
 func (rt *rotatingTransport) acquire() *generation {
 	for {
 		g := rt.cur.Load()
 		g.inflight.Add(1)
-		if !g.retired.Load() {
+		if !g.retired.Load() || rt.cur.Load() == g {
 			return g
 		}
 		g.release()
@@ -126,9 +128,6 @@ func (rt *rotatingTransport) rotate() {
 	old := rt.cur.Load()
 	rt.cur.Store(&generation{t: old.t.Clone()})
 	old.retire()
-	if old.inflight.Load() == 0 {
-		old.t.CloseIdleConnections()
-	}
 }
 
 // CloseIdleConnections closes the idle connections of the current
