@@ -567,36 +567,39 @@ func (a *Auth) watchable(s *api.Secret) bool {
 	return true
 }
 
-// loop is the background goroutine: watch the current token; when renewal
-// ends log in again; after a failed login retry with backoff.
+// loop is the background goroutine. While the current token expires it
+// runs an api.LifetimeWatcher on it; when renewal ends it logs in again;
+// after a failed login it retries with backoff (and keeps renewing the
+// previous token meanwhile, which may still be good).
 func (a *Auth) loop() {
 	defer a.wg.Done()
-	for {
+	var ended uint64 // generation whose watcher has ended
+	for a.ctx.Err() == nil {
 		s := a.snapshot()
+		var ok bool
 		switch {
-		case a.ctx.Err() != nil:
-			return
+		case s.gen != ended && a.watchable(s.secret):
+			var over bool
+			ok, over = a.watch(s)
+			if over {
+				ended = s.gen
+			}
 		case s.failed:
-			if !a.waitBackoff(s) {
-				return
-			}
-		case a.watchable(s.secret):
-			if !a.watch(s) {
-				return
-			}
+			ok = a.waitBackoff(s)
 		default:
-			// Never expires (or cannot be replaced): wait for a login by
+			// Never expires, or its watch is over: wait for a login by
 			// someone else (Relogin, changed credentials) or a failure.
-			if !a.waitChange(s, nil) {
-				return
-			}
+			ok = a.waitChange(s, nil)
+		}
+		if !ok {
+			return
 		}
 	}
 }
 
 // waitChange waits until a login succeeded after s, or a login failed while
 // s was healthy, or timer fires (nil timer: never). It returns false if the
-// Auth is closing, and whether the timer fired via fired.
+// Auth is closing.
 func (a *Auth) waitChange(s authSnapshot, timer <-chan time.Time) bool {
 	for {
 		select {
@@ -614,11 +617,14 @@ func (a *Auth) waitChange(s authSnapshot, timer <-chan time.Time) bool {
 	}
 }
 
+func (a *Auth) backoffAfter(failures int) time.Duration {
+	return loginBackoff(max(failures, 1), a.cfg.initialBackoff, a.cfg.maxBackoff, LoginBackoffJitter, rand.Float64())
+}
+
 // waitBackoff waits out the backoff after s.fails failures, then logs in
 // unless someone else logged in meanwhile. It returns false when closing.
 func (a *Auth) waitBackoff(s authSnapshot) bool {
-	d := loginBackoff(max(s.fails, 1), a.cfg.initialBackoff, a.cfg.maxBackoff, LoginBackoffJitter, rand.Float64())
-	timer := time.NewTimer(d)
+	timer := time.NewTimer(a.backoffAfter(s.fails))
 	defer timer.Stop()
 	for {
 		select {
@@ -637,25 +643,22 @@ func (a *Auth) waitBackoff(s authSnapshot) bool {
 	}
 }
 
-// watch runs an api.LifetimeWatcher on s's token until the watcher ends
-// (then it logs in again), another login replaces the token, a login fails,
-// or the Auth closes (returns false).
-func (a *Auth) watch(s authSnapshot) bool {
+// watch runs an api.LifetimeWatcher on s's token until another login
+// replaces the token, or the watcher ends (then it logs in again: over is
+// true), or the Auth closes (ok is false). While logins fail it also retries
+// them with backoff.
+func (a *Auth) watch(s authSnapshot) (ok, over bool) {
 	wc, err := a.loginClient()
+	var w *api.LifetimeWatcher
 	if err == nil {
 		wc.SetClientTimeout(a.cfg.loginTimeout)
-		var w *api.LifetimeWatcher
 		w, err = wc.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: s.secret})
-		if err == nil {
-			return a.runWatcher(s, w)
-		}
 	}
-	// Cannot build a watcher (should not happen): treat like a failure.
-	a.recordError(fmt.Errorf("vaultsource: token watcher: %w", err))
-	return a.waitChange(s, time.After(a.cfg.initialBackoff))
-}
+	if err != nil { // not expected: the secret is never nil here
+		a.recordError(fmt.Errorf("vaultsource: token watcher: %w", err))
+		return a.waitChange(s, time.After(a.cfg.initialBackoff)), true
+	}
 
-func (a *Auth) runWatcher(s authSnapshot, w *api.LifetimeWatcher) bool {
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
@@ -668,17 +671,49 @@ func (a *Auth) runWatcher(s authSnapshot, w *api.LifetimeWatcher) bool {
 		a.drainRenewals(w)
 		a.setWatching(false)
 	}
+
+	var retry <-chan time.Time
+	var retryTimer *time.Timer
+	arm := func(failures int) {
+		if retryTimer != nil {
+			retryTimer.Stop()
+		}
+		retryTimer = time.NewTimer(a.backoffAfter(failures))
+		retry = retryTimer.C
+	}
+	defer func() {
+		if retryTimer != nil {
+			retryTimer.Stop()
+		}
+	}()
+	if s.failed {
+		arm(s.fails)
+	}
+
 	for {
 		select {
 		case <-a.ctx.Done():
 			stop()
-			return false
+			return false, false
 		case <-s.notify:
 			ns := a.snapshot()
-			if ns.gen != s.gen || ns.failed {
+			if ns.gen != s.gen {
 				stop()
-				return true
+				return true, false
 			}
+			if ns.failed && retry == nil {
+				arm(ns.fails)
+			}
+			s.notify = ns.notify
+		case <-retry:
+			retry = nil
+			_ = a.sharedLogin(a.ctx, "retry")
+			ns := a.snapshot()
+			if ns.gen != s.gen || a.ctx.Err() != nil {
+				stop()
+				return a.ctx.Err() == nil, false
+			}
+			arm(ns.fails)
 			s.notify = ns.notify
 		case r := <-w.RenewCh():
 			a.recordRenewal(r)
@@ -686,7 +721,7 @@ func (a *Auth) runWatcher(s authSnapshot, w *api.LifetimeWatcher) bool {
 			<-exited
 			a.drainRenewals(w)
 			a.setWatching(false)
-			return a.expired(s, werr)
+			return a.expired(s, werr), true
 		}
 	}
 }
@@ -696,7 +731,7 @@ func (a *Auth) runWatcher(s authSnapshot, w *api.LifetimeWatcher) bool {
 func (a *Auth) expired(s authSnapshot, werr error) bool {
 	if werr != nil {
 		a.recordError(fmt.Errorf("vaultsource: token renewal: %w", werr))
-		a.log.Warn("vaultsource: vault token renewal failed", "error", werr.Error())
+		a.log.Warn("vaultsource: vault token renewal failed, logging in again", "error", werr.Error())
 	} else {
 		a.log.Info("vaultsource: vault token renewal ended, logging in again")
 	}
@@ -707,7 +742,7 @@ func (a *Auth) expired(s authSnapshot, werr error) bool {
 		if !a.waitChange(s, t.C) {
 			return false
 		}
-		if ns := a.snapshot(); ns.gen != s.gen || ns.failed {
+		if ns := a.snapshot(); ns.gen != s.gen {
 			return true
 		}
 	}
