@@ -746,11 +746,11 @@ func (f *authFakeTokenReview) issue(t *testing.T) string {
 	header, err := json.Marshal(map[string]any{"alg": "RS256", "typ": "JWT", "kid": "fake"})
 	require.NoError(t, err)
 	claims, err := json.Marshal(map[string]any{
-		"iss": "kubernetes/serviceaccount",
-		"sub": "system:serviceaccount:payments:knot-client",
-		"jti": authRandomHex(t, 8),
-		"iat": time.Now().Unix(),
-		"kubernetes.io/serviceaccount/namespace":            "payments",
+		"iss":                                    "kubernetes/serviceaccount",
+		"sub":                                    "system:serviceaccount:payments:knot-client",
+		"jti":                                    authRandomHex(t, 8),
+		"iat":                                    time.Now().Unix(),
+		"kubernetes.io/serviceaccount/namespace": "payments",
 		"kubernetes.io/serviceaccount/service-account.name": "knot-client",
 		"kubernetes.io/serviceaccount/service-account.uid":  f.uid,
 	})
