@@ -178,29 +178,6 @@ type vsLoad struct {
 	wg         sync.WaitGroup
 }
 
-func startLoad(k *vsKnot, n int) *vsLoad {
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &vsLoad{cancel: cancel}
-	for range n {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for ctx.Err() == nil {
-				if err := k.call(ctx); err != nil {
-					if ctx.Err() != nil {
-						return
-					}
-					l.failed.Add(1)
-					l.firstErr.CompareAndSwap(nil, err.Error())
-					continue
-				}
-				l.ok.Add(1)
-			}
-		}()
-	}
-	return l
-}
-
 func (l *vsLoad) stop() {
 	l.cancel()
 	l.wg.Wait()
