@@ -1,0 +1,248 @@
+package cli
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/knotmtls/knotmtls/provider"
+	"github.com/knotmtls/knotmtls/vaultsource"
+)
+
+var statusCommand = &command{
+	name:    "status",
+	summary: "report what is stored and whether it passes Knot's rules (for monitoring)",
+	usage:   "status --client-id ID --env development|production [--transit] [--warn 30d] [--json] [--knot-ca FILE] [flags]",
+	help: `
+Reads the stored identity from Vault exactly as a service would (KV secret, or
+the Transit key's public parts and certificate) and reports the certificate's
+subject, issuer, serial, validity with days left, where it is stored (KV path
+and version, or Transit key and key version; never the key) and whether it
+passes Knot's rules and matches the stored key.
+
+The exit code makes it a monitoring check: 0 when valid for longer than
+--warn, 5 when it expires within --warn, 6 when expired, 4 when invalid or
+nothing is stored yet, 3 when Vault cannot be read. --json prints one JSON
+object (also on failure) whose fields are documented with StatusReport in
+github.com/knotmtls/knotmtls/cmd/knotmtls/cli.
+
+Examples:
+  knotmtls status --client-id 6d2f... --env production --warn 30d
+  knotmtls status --client-id 6d2f... --env production --transit --json
+`,
+	setup: setupStatus,
+}
+
+// DefaultWarn is the default --warn of status.
+const DefaultWarn = 30 * 24 * time.Hour
+
+// Results of a StatusReport.
+const (
+	ResultOK       = "ok"
+	ResultExpiring = "expiring"
+	ResultExpired  = "expired"
+	ResultInvalid  = "invalid"
+	ResultMissing  = "missing"
+	ResultError    = "error"
+)
+
+// StatusReport is what "knotmtls status --json" prints: one JSON object.
+type StatusReport struct {
+	// ClientID and Environment are the --client-id and --env asked about.
+	ClientID    string `json:"client_id"`
+	Environment string `json:"environment"`
+	// Store is where the identity lives, with the version that was read.
+	Store StoreLocation `json:"store"`
+	// Certificate describes the stored leaf certificate, when one could
+	// be read.
+	Certificate *CertificateInfo `json:"certificate,omitempty"`
+	// Chain describes the issuing certificates stored after the leaf.
+	Chain []CertificateInfo `json:"chain,omitempty"`
+	// Result is "ok", "expiring" (valid, but expires within Warn),
+	// "expired", "invalid" (fails a check, e.g. the key does not match),
+	// "missing" (nothing or no certificate stored yet) or "error" (Vault
+	// could not be read).
+	Result string `json:"result"`
+	// Problem explains any result other than "ok"; Hint says what to do.
+	Problem string `json:"problem,omitempty"`
+	Hint    string `json:"hint,omitempty"`
+	// Warn is the --warn threshold, e.g. "30d" or "36h0m0s".
+	Warn string `json:"warn"`
+	// ExitCode is the process exit code status returns for this report.
+	ExitCode int `json:"exit_code"`
+	// CheckedAt is when the report was made.
+	CheckedAt time.Time `json:"checked_at"`
+}
+
+// CertificateInfo describes one certificate (public data only).
+type CertificateInfo struct {
+	Subject   string    `json:"subject"`
+	Issuer    string    `json:"issuer"`
+	Serial    string    `json:"serial"` // lower-case hex, as provider.SerialHex
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	// DaysLeft is the number of whole days until NotAfter; negative once
+	// expired.
+	DaysLeft           int    `json:"days_left"`
+	PublicKey          string `json:"public_key"` // e.g. "RSA-2048"
+	SignatureAlgorithm string `json:"signature_algorithm"`
+	// PublicKeySHA256 is the SHA-256 of the SubjectPublicKeyInfo, hex: the
+	// same value csr prints, to match a CSR, a certificate and a key.
+	PublicKeySHA256 string `json:"public_key_sha256"`
+}
+
+func describeCertificate(c *x509.Certificate, now time.Time) CertificateInfo {
+	left := c.NotAfter.Sub(now)
+	days := int(left / (24 * time.Hour))
+	if left < 0 {
+		days = -int((-left + 24*time.Hour - 1) / (24 * time.Hour))
+	}
+	return CertificateInfo{
+		Subject:            c.Subject.String(),
+		Issuer:             c.Issuer.String(),
+		Serial:             provider.SerialHex(c),
+		NotBefore:          c.NotBefore.UTC(),
+		NotAfter:           c.NotAfter.UTC(),
+		DaysLeft:           days,
+		PublicKey:          describePublicKey(c.PublicKey),
+		SignatureAlgorithm: c.SignatureAlgorithm.String(),
+		PublicKeySHA256:    spkiFingerprint(c.RawSubjectPublicKeyInfo),
+	}
+}
+
+type statusFlags struct {
+	target
+	vault  vaultFlags
+	warn   time.Duration
+	json   bool
+	knotCA string
+}
+
+func setupStatus(fs *flag.FlagSet, e *env) func(context.Context) error {
+	f := &statusFlags{warn: DefaultWarn}
+	f.target.register(fs)
+	f.vault.register(fs)
+	fs.Var(daysFlag{&f.warn}, "warn", "exit 5 when the certificate expires within this `duration` (e.g. 30d, 2w, 720h)")
+	fs.BoolVar(&f.json, "json", false, "print the report as JSON")
+	fs.StringVar(&f.knotCA, "knot-ca", "", "optional PEM `file` of Knot's issuing CA: the chain must verify up to it")
+	return func(ctx context.Context) error { return runStatus(ctx, e, f) }
+}
+
+func runStatus(ctx context.Context, e *env, f *statusFlags) error {
+	if err := f.target.validate(); err != nil {
+		return err
+	}
+	if err := f.vault.validate(); err != nil {
+		return err
+	}
+	req := f.target.requirements()
+	if f.knotCA != "" {
+		var err error
+		if req.Roots, err = loadPool(f.knotCA); err != nil {
+			return err
+		}
+	}
+	now := e.now()
+	req.Now = func() time.Time { return now }
+	rep := &StatusReport{
+		ClientID: f.clientID, Environment: f.env, Store: f.target.location(),
+		Warn: formatDays(f.warn), CheckedAt: now.UTC(),
+	}
+	f.inspect(ctx, e, req, rep)
+	if f.json {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return fmt.Errorf("cli: write the report: %w", err)
+		}
+	} else {
+		writeStatus(e.stdout, rep)
+	}
+	if rep.ExitCode == ExitOK {
+		return nil
+	}
+	// The report says everything; make Run return the code quietly.
+	return &exitError{code: rep.ExitCode, err: errors.New("cli: status: " + rep.Result), reported: true}
+}
+
+// inspect fills in rep: connect, fetch, check.
+func (f *statusFlags) inspect(ctx context.Context, e *env, req provider.Requirements, rep *StatusReport) {
+	fail := func(result string, err error) {
+		rep.Result, rep.Problem, rep.Hint, rep.ExitCode = result, oneLine(err.Error()), Hint(err), ExitCodeOf(err)
+	}
+	conn, err := f.vault.connect(ctx, e.logger())
+	if err != nil {
+		fail(ResultError, err)
+		return
+	}
+	defer conn.Close()
+	st, err := f.target.open(conn.client, conn.sourceOptions()...)
+	if err != nil {
+		fail(ResultError, err)
+		return
+	}
+	b, err := st.Fetch(ctx)
+	if err != nil {
+		switch code := ExitCodeOf(err); {
+		case errors.Is(err, vaultsource.ErrSecretNotFound), errors.Is(err, vaultsource.ErrKeyNotFound),
+			errors.Is(err, vaultsource.ErrMissingField), errors.Is(err, vaultsource.ErrNoCertificateChain),
+			errors.Is(err, vaultsource.ErrVersionDeleted):
+			fail(ResultMissing, err)
+		case code == ExitRefused:
+			fail(ResultInvalid, err)
+		default:
+			fail(ResultError, err)
+		}
+		return
+	}
+	rep.Store = rep.Store.withVersion(b.Version)
+	leaf := b.Leaf()
+	info := describeCertificate(leaf, req.Now())
+	rep.Certificate = &info
+	for _, c := range b.Chain[1:] {
+		rep.Chain = append(rep.Chain, describeCertificate(c, req.Now()))
+	}
+	if err := req.CheckBundle(b); err != nil {
+		if errors.Is(err, provider.ErrExpired) {
+			fail(ResultExpired, err)
+		} else {
+			fail(ResultInvalid, err)
+		}
+		return
+	}
+	if left := leaf.NotAfter.Sub(req.Now()); left <= f.warn {
+		rep.Result, rep.ExitCode = ResultExpiring, ExitExpiring
+		rep.Problem = fmt.Sprintf("the certificate expires in %s (%d days), within --warn %s", left.Round(time.Minute), info.DaysLeft, formatDays(f.warn))
+		rep.Hint = "rotate now: \"knotmtls csr --rotate\", send the CSR to Knot, then \"knotmtls import\""
+		return
+	}
+	rep.Result, rep.ExitCode = ResultOK, ExitOK
+}
+
+func writeStatus(w io.Writer, r *StatusReport) {
+	fmt.Fprintf(w, "client_id:    %s (Knot %s environment)\n", r.ClientID, r.Environment)
+	fmt.Fprintf(w, "stored in:    %s\n", r.Store)
+	if c := r.Certificate; c != nil {
+		fmt.Fprintf(w, "subject:      %s\n", c.Subject)
+		fmt.Fprintf(w, "issuer:       %s\n", c.Issuer)
+		fmt.Fprintf(w, "serial:       %s\n", c.Serial)
+		fmt.Fprintf(w, "key:          %s, %s (public key sha256 %s)\n", c.PublicKey, c.SignatureAlgorithm, c.PublicKeySHA256)
+		fmt.Fprintf(w, "not before:   %s\n", c.NotBefore.Format(time.RFC3339))
+		fmt.Fprintf(w, "not after:    %s (%d days left)\n", c.NotAfter.Format(time.RFC3339), c.DaysLeft)
+		for i, ch := range r.Chain {
+			fmt.Fprintf(w, "chain[%d]:     %s (expires %s)\n", i+1, ch.Subject, ch.NotAfter.Format(time.RFC3339))
+		}
+	}
+	fmt.Fprintf(w, "result:       %s (exit %d)\n", r.Result, r.ExitCode)
+	if r.Problem != "" {
+		fmt.Fprintf(w, "problem:      %s\n", r.Problem)
+	}
+	if r.Hint != "" {
+		fmt.Fprintf(w, "hint:         %s\n", r.Hint)
+	}
+}
