@@ -25,6 +25,7 @@ func StaticSecret(secret string) SecretSource { return staticSecret{secret: secr
 
 type staticSecret struct{ secret string }
 
+// Secret returns the fixed secret.
 func (s staticSecret) Secret(context.Context) (string, error) {
 	if s.secret == "" {
 		return "", errors.New("knotclient: static secret is empty")

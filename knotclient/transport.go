@@ -150,6 +150,7 @@ type releaseBody struct {
 	done atomic.Bool
 }
 
+// Close closes the body and releases the generation.
 func (b *releaseBody) Close() error {
 	err := b.ReadCloser.Close()
 	if b.done.CompareAndSwap(false, true) {
