@@ -93,7 +93,7 @@ const resetEvery = 4096
 func BenchmarkKeepAlive(b *testing.B) {
 	env := newBenchEnv(b)
 	ctx := context.Background()
-	b.Run("net-http-static", func(b *testing.B) {
+	b.Run("baseline", func(b *testing.B) { // net/http + static tls.Config
 		hc := env.staticClient(b, true)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
@@ -108,7 +108,7 @@ func BenchmarkKeepAlive(b *testing.B) {
 			}
 		})
 	})
-	b.Run("knotclient", func(b *testing.B) {
+	b.Run("knotmtls", func(b *testing.B) { // knotclient over the provider
 		c := newKnottestClient(b, env.srv, env.p)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
@@ -145,9 +145,12 @@ func BenchmarkHandshake(b *testing.B) {
 			}
 		}
 	}
-	b.Run("static-tls-config", raw(env.staticClient(b, false)))
-	b.Run("provider-tls-config", raw(env.providerClient(b, false)))
-	b.Run("knotclient", func(b *testing.B) {
+	// Variants are named for scripts/benchratio.awk: each knotmtls variant
+	// is compared with the baseline of the same group.
+	b.Run("tls-config/baseline", raw(env.staticClient(b, false)))
+	b.Run("tls-config/knotmtls", raw(env.providerClient(b, false)))
+	b.Run("client/baseline", raw(env.staticClient(b, false)))
+	b.Run("client/knotmtls", func(b *testing.B) {
 		c := newKnottestClient(b, env.srv, env.p, func(cfg *knotclient.Config) {
 			cfg.Transport = &http.Transport{DisableKeepAlives: true}
 		})
