@@ -50,6 +50,7 @@ func (l logfLogger) Printf(format string, args ...any) { l(format, args...) }
 // it, and checks that it answers. testcontainers panics when it finds no
 // Docker host; that becomes an error wrapping ErrDockerUnavailable.
 func dockerClient(ctx context.Context) (cli *testcontainers.DockerClient, err error) {
+	disableRyuk()
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	defer func() {
@@ -98,8 +99,12 @@ func startContainer(ctx context.Context, cfg *config) (*Vault, error) {
 			"VAULT_DEV_LISTEN_ADDRESS": "0.0.0.0:8200",
 			"VAULT_DEV_ROOT_TOKEN_ID":  RootToken,
 		}),
+		// Wait on the log, not over the network: inside a container (a
+		// /.dockerenv exists) testcontainers reports the bridge gateway as
+		// the host, which may be unreachable; reachableAddr picks the
+		// address below, loopback first.
 		testcontainers.WithWaitStrategyAndDeadline(cfg.startTimeout,
-			wait.ForHTTP("/v1/sys/health").WithPort("8200/tcp")),
+			wait.ForLog(startedLine).WithStartupTimeout(cfg.startTimeout)),
 	)
 	if err != nil {
 		msg := ""
@@ -117,31 +122,58 @@ func startContainer(ctx context.Context, cfg *config) (*Vault, error) {
 	}
 	cb := &containerBackend{c: c, cli: cli}
 
-	host, err := c.Host(ctx)
-	if err == nil {
-		var port string
-		if p, perr := c.MappedPort(ctx, "8200/tcp"); perr == nil {
-			port = p.Port()
-		} else {
-			err = perr
+	addr, err := reachableAddr(ctx, c, cfg.startTimeout)
+	if err != nil {
+		msg := ""
+		if out, lerr := cb.logs(ctx); lerr == nil && out != "" {
+			msg = "\n" + tail(redact(out), 30)
 		}
-		if err == nil {
-			if host == "localhost" {
-				host = "127.0.0.1"
-			}
-			cfg.logf("vaulttest: container %s started in %s", img, time.Since(start).Round(time.Millisecond))
-			return &Vault{
-				Addr:    "http://" + net.JoinHostPort(host, port),
-				Token:   RootToken,
-				Backend: "container " + img,
-				b:       cb,
-			}, nil
-		}
+		tctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = cb.terminate(tctx)
+		return nil, fmt.Errorf("vaulttest: container %s: %w%s", img, err, msg)
 	}
-	tctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	cfg.logf("vaulttest: container %s started in %s", img, time.Since(start).Round(time.Millisecond))
+	return &Vault{Addr: addr, Token: RootToken, Backend: "container " + img, b: cb}, nil
+}
+
+// startedLine is what the dev server logs once it serves requests.
+const startedLine = "Vault server started!"
+
+// reachableAddr returns the base URL at which the container's port 8200
+// answers /v1/sys/health. Loopback is tried alone first (Docker publishes
+// ports there on a local engine); only if it never answers is the host
+// testcontainers reports tried as well (a remote engine, or Docker outside
+// the container the tests run in).
+func reachableAddr(ctx context.Context, c testcontainers.Container, timeout time.Duration) (string, error) {
+	p, err := c.MappedPort(ctx, "8200/tcp")
+	if err != nil {
+		return "", fmt.Errorf("mapped port: %w", err)
+	}
+	loopback := "http://" + net.JoinHostPort("127.0.0.1", p.Port())
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = waitHealthy(lctx, loopback, nil)
+	cancel()
+	if err == nil {
+		return loopback, nil
+	}
+	host, herr := c.Host(ctx)
+	if herr != nil {
+		return "", fmt.Errorf("%s: %w; container host: %w", loopback, err, herr)
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	_ = cb.terminate(tctx)
-	return nil, fmt.Errorf("vaulttest: container address: %w", err)
+	if host == "localhost" || host == "127.0.0.1" {
+		if err := waitHealthy(wctx, loopback, nil); err != nil {
+			return "", fmt.Errorf("%s: %w", loopback, err)
+		}
+		return loopback, nil
+	}
+	other := "http://" + net.JoinHostPort(host, p.Port())
+	if err := waitHealthy(wctx, other, nil); err != nil {
+		return "", fmt.Errorf("neither %s nor %s answers: %w", loopback, other, err)
+	}
+	return other, nil
 }
 
 // resolveImage picks the image: the configured one, else the local image,

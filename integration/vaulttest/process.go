@@ -84,6 +84,7 @@ func launch(ctx context.Context, bin, addr string, timeout time.Duration) (*proc
 	out := newRingBuffer(256 << 10)
 	cmd.Stdout = out
 	cmd.Stderr = out
+	cmd.WaitDelay = 5 * time.Second // do not hang on output pipes held by strays
 	setProcAttr(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("vaulttest: start %s: %w", bin, err)

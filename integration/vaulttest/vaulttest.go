@@ -142,6 +142,10 @@ type backend interface {
 
 var ryukOnce sync.Once
 
+// testcontainers reads its configuration once, on its first use, which may
+// come from any caller: disable Ryuk as soon as this package is loaded.
+func init() { disableRyuk() }
+
 // disableRyuk sets TESTCONTAINERS_RYUK_DISABLED=true unless the caller chose
 // otherwise. It must run before the first testcontainers call, which reads
 // its configuration once.
