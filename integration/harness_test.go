@@ -20,9 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/image"
 	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/testcontainers/testcontainers-go"
 	"go.uber.org/goleak"
 
 	"github.com/knotmtls/knotmtls/integration/vaulttest"
@@ -238,4 +240,40 @@ func selfSigned(t *testing.T, cn string) (certPEM, keyPEM []byte) {
 	require.NoError(t, err)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// TestBuildImage proves the harness can build the FROM scratch image from
+// the binary alone (what Start does when the image is missing and none can
+// be pulled) and that the image serves Vault. It builds under a throwaway
+// tag, so the shared knotmtls/vault-dev image is left alone; Docker's layer
+// cache makes the rebuild cheap.
+func TestBuildImage(t *testing.T) {
+	requireBackendPossible(t, vaulttest.BackendContainer)
+	requireBackendPossible(t, vaulttest.BackendProcess)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	tag := fmt.Sprintf("knotmtls/vault-dev:buildtest-%d", time.Now().UnixNano())
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, err := cli.ImageRemove(context.Background(), tag, image.RemoveOptions{})
+		assert.NoError(t, err)
+		_ = cli.Close()
+	})
+
+	start := time.Now()
+	require.NoError(t, vaulttest.BuildImage(ctx, vaulttest.BinaryPath(), tag, t.Logf))
+	t.Logf("image build took %s", time.Since(start).Round(time.Millisecond))
+	_, err = cli.ImageInspect(ctx, tag)
+	require.NoError(t, err)
+	require.NoError(t, vaulttest.BuildImage(ctx, vaulttest.BinaryPath(), tag, t.Logf), "a present image is reused")
+
+	v := vaulttest.StartTest(t, vaulttest.WithBackend(vaulttest.BackendContainer), vaulttest.WithImage(tag))
+	assert.Equal(t, "container "+tag, v.Backend)
+	c, err := v.Client()
+	require.NoError(t, err)
+	h, err := c.Sys().HealthWithContext(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, vaulttest.VaultVersion, h.Version)
 }
