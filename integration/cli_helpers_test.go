@@ -1,0 +1,304 @@
+package integration_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/knotmtls/knotmtls/cmd/knotmtls/cli"
+	"github.com/knotmtls/knotmtls/integration/vaulttest"
+	"github.com/knotmtls/knotmtls/knotclient/knottest"
+	"github.com/knotmtls/knotmtls/provider"
+)
+
+// cliEnv is a real Vault dev server, a knottest Knot and the environment
+// the knotmtls CLI reads (VAULT_ADDR, VAULT_TOKEN, KNOT_SECRET). Every
+// invocation's output is kept; when the test ends it is checked against
+// every private key Vault holds or held at the KV paths the test used.
+type cliEnv struct {
+	t        *testing.T
+	vault    *vaulttest.Vault
+	root     *api.Client
+	knot     *knottest.Server
+	dir      string
+	caFile   string // PEM of the CA that signed knottest's server certificate
+	clientID string
+
+	mu      sync.Mutex
+	outputs []cliOutput
+	kvPaths map[string]bool // KV v2 paths (in mount secret) whose keys are checked
+}
+
+type cliOutput struct {
+	args           string
+	stdout, stderr string
+	// pemTypeNamed marks a run that legitimately names the PEM block type
+	// "PRIVATE KEY" in an error (a key pasted into import); it must still
+	// not contain any key bytes.
+	pemTypeNamed bool
+}
+
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+func (r cliResult) String() string {
+	return "exit " + strconv.Itoa(r.code) + "\nstdout:\n" + r.stdout + "\nstderr:\n" + r.stderr
+}
+
+func newCLIEnv(t *testing.T) *cliEnv {
+	t.Helper()
+	v := vaulttest.StartTest(t)
+	root, err := v.Client()
+	require.NoError(t, err)
+	knot := knottest.NewTestServer(t)
+	e := &cliEnv{t: t, vault: v, root: root, knot: knot, dir: t.TempDir(), clientID: knot.ClientID(),
+		kvPaths: map[string]bool{}}
+	e.caFile = filepath.Join(e.dir, "knottest-server-ca.pem")
+	require.NoError(t, os.WriteFile(e.caFile, cliServerCAPEM(t, knot), 0o644))
+	t.Setenv("VAULT_ADDR", v.Addr)
+	t.Setenv("VAULT_TOKEN", v.Token)
+	t.Setenv("VAULT_NAMESPACE", "")
+	t.Setenv("KNOT_SECRET", knot.Secret())
+	e.watchKV(cli.DefaultKVPath("development", e.clientID))
+	t.Cleanup(e.assertNoKeyMaterial)
+	return e
+}
+
+// cliServerCAPEM returns the PEM of the CA that signed the server's
+// certificate, taken from the chain a verified handshake builds against
+// knottest's RootCAs (knottest exposes the pool, not the certificate).
+func cliServerCAPEM(t *testing.T, s *knottest.Server) []byte {
+	t.Helper()
+	var ca *x509.Certificate
+	cfg := &tls.Config{
+		RootCAs:    s.RootCAs(),
+		MinVersion: tls.VersionTLS12,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return &tls.Certificate{}, nil // none: the server refuses us after we saw its chain
+		},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.VerifiedChains) > 0 {
+				chain := cs.VerifiedChains[0]
+				ca = chain[len(chain)-1]
+			}
+			return nil
+		},
+	}
+	addr := strings.TrimPrefix(s.URL(), "https://")
+	conn, err := tls.Dial("tcp", addr, cfg)
+	if err == nil {
+		_ = conn.Close()
+	}
+	require.NotNil(t, ca, "no verified server chain from %s (handshake: %v)", addr, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
+}
+
+// watchKV adds a KV v2 path (mount "secret") whose keys, in every version,
+// must never appear in any output.
+func (e *cliEnv) watchKV(path string) {
+	e.mu.Lock()
+	e.kvPaths[path] = true
+	e.mu.Unlock()
+}
+
+// run runs the CLI in process, through cli.Run, with empty stdin.
+func (e *cliEnv) run(args ...string) cliResult {
+	e.t.Helper()
+	return e.runIn(nil, args...)
+}
+
+// runIn runs the CLI with stdin.
+func (e *cliEnv) runIn(stdin []byte, args ...string) cliResult {
+	e.t.Helper()
+	return e.exec(stdin, false, args...)
+}
+
+func (e *cliEnv) exec(stdin []byte, pemTypeNamed bool, args ...string) cliResult {
+	e.t.Helper()
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	code := cli.Run(ctx, args, bytes.NewReader(stdin), &out, &errOut)
+	r := cliResult{code: code, stdout: out.String(), stderr: errOut.String()}
+	e.mu.Lock()
+	e.outputs = append(e.outputs, cliOutput{args: strings.Join(args, " "), stdout: r.stdout, stderr: r.stderr, pemTypeNamed: pemTypeNamed})
+	e.mu.Unlock()
+	if !pemTypeNamed {
+		assert.NotContains(e.t, r.stdout+r.stderr, "PRIVATE KEY", "knotmtls %s", strings.Join(args, " "))
+	}
+	return r
+}
+
+// ids returns the identity flags for env "development".
+func (e *cliEnv) ids(extra ...string) []string {
+	return append([]string{"--client-id", e.clientID, "--env", "development"}, extra...)
+}
+
+// cmd builds the arguments of one command with the identity flags.
+func (e *cliEnv) cmd(name string, extra ...string) []string {
+	return append([]string{name}, e.ids(extra...)...)
+}
+
+// checkArgs are the flags check needs to call knottest.
+func (e *cliEnv) checkArgs(extra ...string) []string {
+	return e.cmd("check", append([]string{"--base-url", e.knot.URL(), "--ca-file", e.caFile}, extra...)...)
+}
+
+// write stores data in a file of the test's directory and returns its path.
+func (e *cliEnv) write(name string, data []byte) string {
+	e.t.Helper()
+	p := filepath.Join(e.dir, name)
+	require.NoError(e.t, os.WriteFile(p, data, 0o600))
+	return p
+}
+
+// sign has knottest sign a CSR the way Knot does and returns the certificate file.
+func (e *cliEnv) sign(name string, csrPEM []byte) (string, *x509.Certificate) {
+	e.t.Helper()
+	certPEM, err := e.knot.SignCSR(csrPEM)
+	require.NoError(e.t, err)
+	certs, err := provider.ParseCertificates(certPEM)
+	require.NoError(e.t, err)
+	return e.write(name, certPEM), certs[0]
+}
+
+// kvSnapshot is what a refused command must leave unchanged.
+type kvSnapshot struct {
+	currentVersion int
+	updatedTime    string
+	data           map[string]any
+}
+
+func (e *cliEnv) kvSnapshot(path string) kvSnapshot {
+	e.t.Helper()
+	ctx := context.Background()
+	meta, err := e.root.KVv2("secret").GetMetadata(ctx, path)
+	require.NoError(e.t, err)
+	sec, err := e.root.KVv2("secret").Get(ctx, path)
+	require.NoError(e.t, err)
+	return kvSnapshot{currentVersion: meta.CurrentVersion, updatedTime: meta.UpdatedTime.String(), data: sec.Data}
+}
+
+// kvData reads the current data of a KV v2 secret with the root token.
+func (e *cliEnv) kvData(path string) map[string]any {
+	e.t.Helper()
+	sec, err := e.root.KVv2("secret").Get(context.Background(), path)
+	require.NoError(e.t, err)
+	return sec.Data
+}
+
+// transitKey reads a Transit key's description with the root token.
+func (e *cliEnv) transitKey(name string) map[string]any {
+	e.t.Helper()
+	sec, err := e.root.Logical().Read("transit/keys/" + name)
+	require.NoError(e.t, err)
+	require.NotNil(e.t, sec, "transit key %s", name)
+	return sec.Data
+}
+
+// storedKeys returns every private key PEM held in any version of the
+// watched KV paths.
+func (e *cliEnv) storedKeys() []string {
+	ctx := context.Background()
+	var keys []string
+	e.mu.Lock()
+	paths := make([]string, 0, len(e.kvPaths))
+	for p := range e.kvPaths {
+		paths = append(paths, p)
+	}
+	e.mu.Unlock()
+	for _, p := range paths {
+		meta, err := e.root.KVv2("secret").GetMetadata(ctx, p)
+		if errors.Is(err, api.ErrSecretNotFound) {
+			continue
+		}
+		require.NoError(e.t, err)
+		for v := 1; v <= meta.CurrentVersion; v++ {
+			sec, err := e.root.KVv2("secret").GetVersion(ctx, p, v)
+			if err != nil || sec == nil {
+				continue // deleted or destroyed
+			}
+			for _, field := range []string{"private_key", "pending_private_key"} {
+				if k, ok := sec.Data[field].(string); ok && k != "" {
+					keys = append(keys, k)
+				}
+			}
+		}
+	}
+	return keys
+}
+
+// keyChunks cuts a PEM key's base64 body into 24-character pieces: any of
+// them in an output would be a leak.
+func keyChunks(keyPEM string) []string {
+	block, _ := pem.Decode([]byte(keyPEM))
+	if block == nil {
+		return nil
+	}
+	body := string(pem.EncodeToMemory(&pem.Block{Type: "X", Bytes: block.Bytes}))
+	body = strings.Join(strings.Fields(strings.NewReplacer("-----BEGIN X-----", "", "-----END X-----", "").Replace(body)), "")
+	var chunks []string
+	for i := 0; i+24 <= len(body); i += 24 {
+		chunks = append(chunks, body[i:i+24])
+	}
+	return chunks
+}
+
+// assertNoKeyMaterial checks every output of the test against every key
+// Vault holds at the watched paths.
+func (e *cliEnv) assertNoKeyMaterial() {
+	keys := e.storedKeys()
+	e.mu.Lock()
+	outputs := append([]cliOutput(nil), e.outputs...)
+	e.mu.Unlock()
+	for _, o := range outputs {
+		text := strings.Join(strings.Fields(o.stdout+o.stderr), "")
+		for _, k := range keys {
+			for _, c := range keyChunks(k) {
+				if strings.Contains(text, c) {
+					e.t.Errorf("knotmtls %s printed part of a stored private key", o.args)
+					break
+				}
+			}
+		}
+	}
+	e.t.Logf("checked %d CLI outputs against %d stored private keys", len(outputs), len(keys))
+}
+
+// readCSR parses a CSR PEM from a command's output.
+func readCSR(t *testing.T, data []byte) *x509.CertificateRequest {
+	t.Helper()
+	csr, err := provider.ParseCSR(data)
+	require.NoError(t, err)
+	return csr
+}
+
+// cliToken creates a token with the policy in docs/policies/<file>, with
+// ENV and CLIENT_ID replaced.
+func (e *cliEnv) cliToken(file, env string) string {
+	e.t.Helper()
+	hcl, err := os.ReadFile(filepath.Join("..", "docs", "policies", file))
+	require.NoError(e.t, err)
+	policy := strings.NewReplacer("ENV", env, "CLIENT_ID", e.clientID).Replace(string(hcl))
+	name := strings.TrimSuffix(file, ".hcl")
+	require.NoError(e.t, e.root.Sys().PutPolicy(name, policy))
+	sec, err := e.root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{name}, TTL: "1h"})
+	require.NoError(e.t, err)
+	return sec.Auth.ClientToken
+}
