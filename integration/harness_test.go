@@ -175,11 +175,8 @@ func TestHarnessBackends(t *testing.T) {
 			require.NoError(t, v.Terminate(ctx))
 			require.NoError(t, v.Terminate(ctx), "Terminate is idempotent")
 			tr.CloseIdleConnections()
-			if backend == vaulttest.BackendProcess {
-				// The container backend's Docker client keeps pooled
-				// goroutines of its own; the process backend must leave none.
-				goleak.VerifyNone(t, before)
-			}
+			// Neither backend may leave goroutines behind once terminated.
+			goleak.VerifyNone(t, before)
 		})
 	}
 }
