@@ -561,7 +561,7 @@ func (a *api) cart(c *call) (int, any) {
 	}
 	if loc, ok, e := f.object("delivery_location", false); ok || e != nil {
 		check(e)
-		addr := must3(loc.object("address", true))
+		addr := mustFirst(loc.object("address", true))
 		for _, k := range []string{"line1", "city", "region", "postal_code", "country"} {
 			if _, e := addr.str(k, true); e != nil {
 				check(invalidField("The delivery_location.address.%s field is required.", k))
@@ -581,7 +581,8 @@ func (a *api) cart(c *call) (int, any) {
 	return http.StatusAccepted, success
 }
 
-func must3[A any, B any](a A, _ B, e *apiError) A {
+// mustFirst is must for helpers that also report presence.
+func mustFirst[A any, B any](a A, _ B, e *apiError) A {
 	check(e)
 	return a
 }

@@ -190,8 +190,8 @@ func validateCard(f fields) *apiError {
 				out = e
 			}
 		}()
-		user := must3(f.object("user", true))
-		name := must3(user.object("name", true))
+		user := mustFirst(f.object("user", true))
+		name := mustFirst(user.object("name", true))
 		for _, k := range []string{"first_name", "last_name"} {
 			v, e := name.str(k, true)
 			if e != nil {
@@ -204,7 +204,7 @@ func validateCard(f fields) *apiError {
 			check(invalidField("The phone number field is required."))
 		}
 		check(checkPhone("phone_number", phone))
-		addr := must3(user.object("address", true))
+		addr := mustFirst(user.object("address", true))
 		for _, k := range []struct {
 			name string
 			max  int
@@ -223,7 +223,7 @@ func validateCard(f fields) *apiError {
 			check(invalidField("The user.address.country must be an ISO 3166-1 alpha-2 code."))
 		}
 
-		card := must3(f.object("card", true))
+		card := mustFirst(f.object("card", true))
 		number, e := card.str("number", true)
 		if e != nil {
 			check(invalidField("The card number field is required."))

@@ -284,8 +284,6 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 	return w.ResponseWriter.Write(p)
 }
 
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // serveHTTP records the request, applies faults, checks the certificate CN
 // and Basic auth, then dispatches to the API.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
