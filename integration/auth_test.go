@@ -422,12 +422,13 @@ func TestAuthRevokedTokenRecovers(t *testing.T) {
 
 // TestAuthAppRoleWrappedSecretIDFromFile: a response-wrapped secret-id in a
 // file logs in; the wrapping token works once, so a second login fails
-// clearly (the previous token keeps working) until the orchestrator writes a
-// fresh wrapped secret-id, which the background retry then picks up.
+// clearly. While logins fail, the previous (4 s TTL) token keeps being
+// renewed, so reads never fail, until the orchestrator writes a fresh wrapped
+// secret-id, which the background retry then picks up.
 func TestAuthAppRoleWrappedSecretIDFromFile(t *testing.T) {
 	env := newAuthEnv(t)
 	env.enableAuth(t, "approle")
-	roleID, _ := env.appRole(t, "wrapped", map[string]any{"token_ttl": "1h"})
+	roleID, _ := env.appRole(t, "wrapped", map[string]any{"token_ttl": "4s", "token_max_ttl": "1h"})
 	path := filepath.Join(t.TempDir(), "secret-id.wrapped")
 	wrapped1 := env.wrappedSecretID(t, "wrapped")
 	authWriteFile(t, path, wrapped1+"\n")
@@ -439,6 +440,7 @@ func TestAuthAppRoleWrappedSecretIDFromFile(t *testing.T) {
 	ctx := authCtx(t)
 	require.NoError(t, authReadKV(ctx, client))
 	first := client.Token()
+	reads := startAuthReadLoop(client, 25*time.Millisecond)
 
 	err = a.Relogin(ctx)
 	var le *vaultsource.LoginError
@@ -448,23 +450,33 @@ func TestAuthAppRoleWrappedSecretIDFromFile(t *testing.T) {
 	require.ErrorAs(t, err, &re)
 	assert.Contains(t, err.Error(), "unwrap")
 	assert.Equal(t, first, client.Token(), "the previous token stays set")
-	require.NoError(t, authReadKV(ctx, client), "and keeps working")
+
+	// The background loop retries the login with backoff and meanwhile
+	// keeps renewing the previous token.
+	renewals := a.Status().Renewals
+	require.Eventually(t, func() bool {
+		st := a.Status()
+		return st.Renewals > renewals && st.ConsecutiveFailures >= 3
+	}, 20*time.Second, 20*time.Millisecond, "events:%s", rec)
+	assert.Equal(t, first, client.Token())
 
 	wrapped2 := env.wrappedSecretID(t, "wrapped")
 	authWriteFile(t, path, wrapped2+"\n")
 	require.Eventually(t, func() bool { return a.Status().Logins == 2 }, 20*time.Second, 20*time.Millisecond,
 		"the background retry logs in with the fresh wrapped secret-id; events:%s", rec)
+	ok, failed, errs := reads.stop()
 	assert.NotEqual(t, first, client.Token())
 	require.NoError(t, authReadKV(ctx, client))
+	assert.Zero(t, failed, "reads failed: %v", errs)
 	st := a.Status()
-	assert.GreaterOrEqual(t, st.LoginFailures, 1)
+	assert.GreaterOrEqual(t, st.LoginFailures, 3)
 	assert.Zero(t, st.ConsecutiveFailures)
 
 	authAssertNoSecrets(t, []string{roleID, wrapped1, wrapped2, first, client.Token()}, map[string]string{
 		"log": logs.String(), "error": err.Error(), "status": fmt.Sprintf("%+v", st),
 	})
-	t.Logf("figures: logins=%d failed logins while waiting for a fresh wrapped secret-id=%d; events:%s",
-		st.Logins, st.LoginFailures, rec)
+	t.Logf("figures: reads ok=%d failed=%d; logins=%d, failed logins while no fresh wrapped secret-id=%d, renewals=%d; events:%s",
+		ok, failed, st.Logins, st.LoginFailures, st.Renewals, rec)
 }
 
 // TestAuthUserpass: userpass logs in, the renewable token is watched and

@@ -57,13 +57,17 @@ type LoginError struct {
 func (e *LoginError) Error() string {
 	cause := "<nil>"
 	if e.Err != nil {
-		cause = strings.Join(strings.Fields(e.Err.Error()), " ")
+		cause = authOneLine(e.Err)
 	}
 	return fmt.Sprintf("vaultsource: login with %s (%s): %s", e.Method, e.Reason, cause)
 }
 
 // Unwrap returns the cause.
 func (e *LoginError) Unwrap() error { return e.Err }
+
+// authOneLine folds an error's text (Vault's API errors span lines) onto
+// one line.
+func authOneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
 // AuthEventKind says what an [AuthEvent] reports.
 type AuthEventKind int
@@ -105,7 +109,7 @@ type AuthEvent struct {
 	Renewable bool          // for logins and renewals
 	Err       error         // for failures; for AuthEventExpiring the watcher's error, if any
 	Failures  int           // for failures: consecutive failed logins
-	RetryIn   time.Duration // for failures: when the background loop tries again
+	RetryIn   time.Duration // for failures: about when the background loop tries again (0 for Start)
 }
 
 // AuthStatus is a snapshot of an [Auth], for operators and tests.
@@ -189,8 +193,9 @@ func WithAuthLogger(l *slog.Logger) AuthOption {
 
 // OnAuthEvent registers a hook called after each login, failed login,
 // renewal and end of renewal. Hooks run on the goroutine that did the work
-// (the background loop or a shared login): keep them short, never block and
-// never call back into the [Auth].
+// (the background loop or a shared login), before the callers waiting for
+// that login return: keep them short and never block. A hook may call
+// Status; calling Relogin from a hook starts another login.
 func OnAuthEvent(fn func(AuthEvent)) AuthOption {
 	return func(c *authConfig) error {
 		if fn == nil {
@@ -352,7 +357,8 @@ func (a *Auth) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(a.ctx, cancel)()
-	err := a.doLogin(ctx, "start")
+	ev, err := a.doLogin(ctx, "start")
+	a.emit(ev)
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -427,10 +433,11 @@ func (a *Auth) sharedLogin(ctx context.Context, reason string) error {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			err := a.doLogin(a.ctx, reason)
+			ev, err := a.doLogin(a.ctx, reason)
 			a.mu.Lock()
 			a.inflight = nil
 			a.mu.Unlock()
+			a.emit(ev) // after inflight is cleared: a hook may call Relogin
 			c.err = err
 			close(c.done)
 		}()
@@ -456,8 +463,9 @@ func (a *Auth) loginClient() (*api.Client, error) {
 	return c, nil
 }
 
-// doLogin logs in once, records the outcome and wakes the loop.
-func (a *Auth) doLogin(parent context.Context, reason string) error {
+// doLogin logs in once, records and logs the outcome and wakes the loop. It
+// returns the event for the caller to emit.
+func (a *Auth) doLogin(parent context.Context, reason string) (AuthEvent, error) {
 	ctx, cancel := context.WithTimeout(parent, a.cfg.loginTimeout)
 	defer cancel()
 
@@ -474,12 +482,15 @@ func (a *Auth) doLogin(parent context.Context, reason string) error {
 		a.failed = true
 		a.wake()
 		a.mu.Unlock()
-		retryIn := loginBackoff(failures, a.cfg.initialBackoff, a.cfg.maxBackoff, 0, 0)
-		a.log.Warn("vaultsource: vault login failed",
-			"reason", reason, "failures", failures, "retry_in", retryIn, "error", lerr.Err.Error())
-		a.emit(AuthEvent{Kind: AuthEventLoginFailed, Method: a.name, Reason: reason,
-			Err: lerr, Failures: failures, RetryIn: retryIn})
-		return lerr
+		var retryIn time.Duration // Start does not retry: its caller decides
+		attrs := []any{"reason", reason, "failures", failures, "error", authOneLine(lerr.Err)}
+		if reason != "start" {
+			retryIn = loginBackoff(failures, a.cfg.initialBackoff, a.cfg.maxBackoff, 0, 0)
+			attrs = append(attrs, "retry_in", retryIn)
+		}
+		a.log.Warn("vaultsource: vault login failed", attrs...)
+		return AuthEvent{Kind: AuthEventLoginFailed, Method: a.name, Reason: reason,
+			Err: lerr, Failures: failures, RetryIn: retryIn}, lerr
 	}
 
 	a.client.SetToken(secret.Auth.ClientToken)
@@ -498,8 +509,7 @@ func (a *Auth) doLogin(parent context.Context, reason string) error {
 	a.mu.Unlock()
 	a.log.Info("vaultsource: vault login succeeded",
 		"reason", reason, "ttl", ttl, "renewable", renewable, "policies", secret.Auth.Policies)
-	a.emit(AuthEvent{Kind: AuthEventLogin, Method: a.name, Reason: reason, TTL: ttl, Renewable: renewable})
-	return nil
+	return AuthEvent{Kind: AuthEventLogin, Method: a.name, Reason: reason, TTL: ttl, Renewable: renewable}, nil
 }
 
 func (a *Auth) loginOnce(ctx context.Context) (*api.Secret, error) {
@@ -731,7 +741,7 @@ func (a *Auth) watch(s authSnapshot) (ok, over bool) {
 func (a *Auth) expired(s authSnapshot, werr error) bool {
 	if werr != nil {
 		a.recordError(fmt.Errorf("vaultsource: token renewal: %w", werr))
-		a.log.Warn("vaultsource: vault token renewal failed, logging in again", "error", werr.Error())
+		a.log.Warn("vaultsource: vault token renewal failed, logging in again", "error", authOneLine(werr))
 	} else {
 		a.log.Info("vaultsource: vault token renewal ended, logging in again")
 	}
@@ -802,6 +812,6 @@ func (a *Auth) watchCredentials(w credentialWatcher) {
 		_ = a.sharedLogin(a.ctx, "credentials changed")
 	})
 	if err != nil && a.ctx.Err() == nil {
-		a.log.Warn("vaultsource: credential watch stopped", "error", err.Error())
+		a.log.Warn("vaultsource: credential watch stopped", "error", authOneLine(err))
 	}
 }

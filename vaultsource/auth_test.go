@@ -251,6 +251,7 @@ func TestStartFailureIsReturnedAndRetryable(t *testing.T) {
 	assert.Equal(t, 1, st.LoginFailures)
 	assert.Equal(t, 1, st.ConsecutiveFailures)
 	require.ErrorIs(t, st.LastError, cause)
+	assert.False(t, st.Watching)
 	assert.Empty(t, client.Token())
 	require.ErrorIs(t, a.Relogin(context.Background()), vaultsource.ErrAuthNotStarted, "a failed Start starts nothing")
 
@@ -327,6 +328,23 @@ func TestBackgroundLoopRetriesWithBackoff(t *testing.T) {
 	}, kinds)
 	assert.Equal(t, []string{"start", "relogin", "retry", "retry", "retry"}, reasons)
 	assert.Equal(t, []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond}, retry)
+}
+
+func TestHookMayCallRelogin(t *testing.T) {
+	leakCheck(t)
+	m := &fakeMethod{}
+	var a *vaultsource.Auth
+	var first atomic.Bool
+	hookErr := make(chan error, 1)
+	a, _ = newAuth(t, m, vaultsource.OnAuthEvent(func(e vaultsource.AuthEvent) {
+		if e.Kind == vaultsource.AuthEventLogin && e.Reason == "relogin" && first.CompareAndSwap(false, true) {
+			hookErr <- a.Relogin(context.Background())
+		}
+	}))
+	require.NoError(t, a.Start(context.Background()))
+	require.NoError(t, a.Relogin(context.Background()))
+	require.NoError(t, <-hookErr)
+	assert.Equal(t, 3, a.Status().Logins)
 }
 
 func TestCloseAbortsStartLogin(t *testing.T) {
