@@ -274,3 +274,49 @@ func TestBuildImage(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, vaulttest.VaultVersion, h.Version)
 }
+
+// TestTerminateWhilePaused proves cleanup works when a test fails during an
+// outage: Terminate thaws and removes a paused server and leaks nothing.
+func TestTerminateWhilePaused(t *testing.T) {
+	for _, backend := range []string{vaulttest.BackendContainer, vaulttest.BackendProcess} {
+		t.Run(backend, func(t *testing.T) {
+			requireBackendPossible(t, backend)
+			before := goleak.IgnoreCurrent()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			v, err := vaulttest.Start(ctx, vaulttest.WithBackend(backend), vaulttest.WithLogf(t.Logf))
+			require.NoError(t, err)
+			require.NoError(t, v.Pause(ctx))
+			require.NoError(t, v.Terminate(ctx))
+			require.ErrorIs(t, v.Unpause(ctx), vaulttest.ErrStopped)
+
+			c, err := v.Client()
+			require.NoError(t, err)
+			c.SetMaxRetries(0)
+			c.SetClientTimeout(2 * time.Second)
+			_, err = c.Sys().HealthWithContext(ctx)
+			require.Error(t, err, "a terminated server must not answer")
+			goleak.VerifyNone(t, before)
+		})
+	}
+}
+
+// TestAutoFallsBackToProcess proves the default backend still gives a Vault
+// when the container cannot start (here: an invalid image reference, which
+// fails before any pull is attempted).
+func TestAutoFallsBackToProcess(t *testing.T) {
+	requireBackendPossible(t, vaulttest.BackendProcess)
+	var logged []string
+	v := vaulttest.StartTest(t,
+		vaulttest.WithImage("knotmtls/INVALID:reference"),
+		vaulttest.WithLogf(func(format string, args ...any) {
+			logged = append(logged, fmt.Sprintf(format, args...))
+			t.Logf(format, args...)
+		}))
+	assert.Equal(t, "process "+vaulttest.BinaryPath(), v.Backend)
+	assert.Contains(t, strings.Join(logged, "\n"), "trying a local process")
+	c, err := v.Client()
+	require.NoError(t, err)
+	_, err = c.Sys().HealthWithContext(context.Background())
+	require.NoError(t, err)
+}

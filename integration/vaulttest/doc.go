@@ -16,15 +16,19 @@
 // module; run "make vault-image" at the repository root to build the binary
 // and the image ahead of time (the first build takes a long time).
 //
-// The backend can be forced with [WithBackend] or the environment variable
+// By default a container is tried first; if no Docker engine answers or the
+// container cannot start, a local process is started instead. The backend
+// can be forced with [WithBackend] or the environment variable
 // KNOTMTLS_VAULT_BACKEND ("container" or "process"). [Vault.Backend] says
 // which one was used, and [StartTest] logs it. Start never skips: when no
 // backend works it returns an error that says what to do, so that CI fails
 // loudly instead of passing without Vault.
 //
-// Ryuk (the testcontainers reaper) is disabled: Start sets
-// TESTCONTAINERS_RYUK_DISABLED=true unless it is already set, and
-// [Vault.Terminate] removes what Start created.
+// Ryuk (the testcontainers reaper, whose image cannot be pulled everywhere)
+// is disabled: loading this package sets TESTCONTAINERS_RYUK_DISABLED=true
+// unless it is already set, and [Vault.Terminate] removes what Start
+// created. The container is reached on 127.0.0.1 first, whatever host
+// testcontainers reports (inside a container it reports the bridge gateway).
 //
 // The dev server keeps everything in memory and is unsealed with the root
 // token [RootToken]; KV v2 is mounted at secret/. Use [Vault.EnableTransit]
