@@ -301,8 +301,14 @@ func TestKVv1Lifecycle(t *testing.T) {
 	ctx := t.Context()
 	require.NoError(t, e.vault.EnableKVv1(ctx, "kv1"))
 
-	kv, leaf := e.provisionKV(t, "kv1", "knot/client", vaultsource.WithKVVersion(1))
+	fields := vaultsource.WithFields(vaultsource.Fields{Certificate: "tls_crt", PrivateKey: "tls_key"})
+	kv, leaf := e.provisionKV(t, "kv1", "knot/client", vaultsource.WithKVVersion(1), fields)
 	assert.Equal(t, "vault kv-v1 kv1/knot/client", kv.String())
+	stored, err := e.client.Logical().ReadWithContext(ctx, "kv1/knot/client")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"tls_crt", "tls_key"}, keys(stored.Data), "configured field names")
+	_, err = vaultsource.ProvisionKV(ctx, e.client, "kv1", "knot/client", e.knot.ClientID(), vaultsource.WithKVVersion(1), fields)
+	require.ErrorIs(t, err, vaultsource.ErrKeyExists, "KV v1: existence is checked before writing")
 
 	v1, err := kv.Version(ctx)
 	require.NoError(t, err)

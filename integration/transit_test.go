@@ -177,6 +177,22 @@ func TestTransitSignerSchemes(t *testing.T) {
 	assert.True(t, strings.HasPrefix(v1, "transit:"+key+":v1:"), v1)
 	verify(t, pub, b.Key)
 
+	// The CSR can be asked for again without touching the key.
+	again, err := tr.CSR(ctx, e.knot.ClientID())
+	require.NoError(t, err)
+	csr2Parsed, err := provider.ParseCSR(csr2)
+	require.NoError(t, err)
+	againParsed, err := provider.ParseCSR(again)
+	require.NoError(t, err)
+	assert.True(t, csr2Parsed.PublicKey.(*rsa.PublicKey).Equal(againParsed.PublicKey), "latest version")
+	pinnedCSR, err := vaultsource.NewTransit(e.client, "transit", key, vaultsource.WithKeyVersion(1))
+	require.NoError(t, err)
+	v1CSR, err := pinnedCSR.CSR(ctx, e.knot.ClientID())
+	require.NoError(t, err)
+	v1Parsed, err := provider.ParseCSR(v1CSR)
+	require.NoError(t, err)
+	assert.True(t, pub.Equal(v1Parsed.PublicKey), "pinned version 1")
+
 	cert2PEM, err := e.knot.SignCSR(csr2)
 	require.NoError(t, err)
 	require.NoError(t, tr.ImportCertificate(ctx, e.requirements(), cert2PEM, nil))
