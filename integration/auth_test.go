@@ -618,6 +618,49 @@ func TestAuthStaticRootTokenIsNotRenewed(t *testing.T) {
 	authAssertNoSecrets(t, []string{bogus}, map[string]string{"error": err.Error(), "log": logs.String()})
 }
 
+// TestAuthStaticRenewableTokenRenewedUntilMaxTTL: a renewable static token
+// is renewed until its max TTL; then Auth does not log in again (that would
+// return the same token); once it expired, Relogin reports Vault's 403.
+func TestAuthStaticRenewableTokenRenewedUntilMaxTTL(t *testing.T) {
+	env := newAuthEnv(t)
+	ctx := authCtx(t)
+	renewable := true
+	s, err := env.root.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{
+		Policies: []string{authPolicy}, TTL: "3s", ExplicitMaxTTL: "7s", Renewable: &renewable,
+	})
+	require.NoError(t, err)
+	token := s.Auth.ClientToken
+
+	client := env.shared(t)
+	a, rec, logs := authStart(t, client, vaultsource.StaticToken(token))
+	require.Eventually(t, func() bool {
+		for _, ev := range rec.all() {
+			if ev.e.Kind == vaultsource.AuthEventExpiring {
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 20*time.Millisecond, "events:%s", rec)
+	st := a.Status()
+	assert.Equal(t, 1, st.Logins, "no login after renewal ended: it would return the same token")
+	assert.GreaterOrEqual(t, st.Renewals, 2)
+	assert.False(t, st.Watching)
+
+	require.Eventually(t, func() bool { return authReadKV(ctx, client) != nil }, 20*time.Second, 50*time.Millisecond,
+		"the token expires at its max TTL")
+	err = authReadKVWithRelogin(ctx, client, a)
+	var re *api.ResponseError
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, http.StatusForbidden, re.StatusCode)
+	var le *vaultsource.LoginError
+	require.ErrorAs(t, err, &le, "Relogin failed too")
+	st = a.Status()
+	assert.Equal(t, 1, st.Logins)
+	assert.GreaterOrEqual(t, st.LoginFailures, 1)
+	authAssertNoSecrets(t, []string{token}, map[string]string{"log": logs.String(), "error": err.Error()})
+	t.Logf("figures: static renewable token: renewals=%d logins=%d; events:%s", st.Renewals, st.Logins, rec)
+}
+
 // TestAuthKubernetesReadsRotatedServiceAccountToken: Vault's real kubernetes
 // auth method, configured against a fake Kubernetes TokenReview API (this
 // machine has no cluster). The service-account token file is rotated between

@@ -741,11 +741,17 @@ func (a *Auth) watch(s authSnapshot) (ok, over bool) {
 func (a *Auth) expired(s authSnapshot, werr error) bool {
 	if werr != nil {
 		a.recordError(fmt.Errorf("vaultsource: token renewal: %w", werr))
-		a.log.Warn("vaultsource: vault token renewal failed, logging in again", "error", authOneLine(werr))
+		a.log.Warn("vaultsource: vault token renewal failed", "error", authOneLine(werr))
 	} else {
-		a.log.Info("vaultsource: vault token renewal ended, logging in again")
+		a.log.Info("vaultsource: vault token renewal ended (max TTL reached or not renewable)")
 	}
 	a.emit(AuthEvent{Kind: AuthEventExpiring, Method: a.name, Err: werr})
+	if f, ok := a.method.(fixedTokenMethod); ok && f.fixedToken() {
+		// A static token cannot be replaced by logging in again; once it
+		// expires, a Relogin (a source's 403) reports the failure.
+		a.log.Warn("vaultsource: static vault token can no longer be renewed")
+		return a.ctx.Err() == nil
+	}
 	if wait := a.cfg.initialBackoff - time.Since(s.last); wait > 0 {
 		t := time.NewTimer(wait)
 		defer t.Stop()

@@ -35,9 +35,10 @@ var (
 // StaticToken returns a method that uses token as is: a "login" looks the
 // token up (auth/token/lookup-self, allowed by Vault's default policy) to
 // learn its TTL and whether it is renewable. [Auth] renews a renewable token
-// and does not watch a token that never expires (TTL 0, such as a dev root
-// token) or that cannot be renewed (logging in again would return the same
-// token). Once such a token expires or is revoked every login fails.
+// until its max TTL and does not watch a token that never expires (TTL 0,
+// such as a dev root token) or that cannot be renewed: logging in again
+// would return the same token. Once it expires or is revoked every login
+// fails.
 func StaticToken(token string) api.AuthMethod { return staticToken{token: token} }
 
 type staticToken struct{ token string }
@@ -64,6 +65,8 @@ func (s staticToken) GoString() string { return s.String() }
 // (auth/token/lookup-self) to learn its TTL. An [Auth] using a TokenFile also
 // polls the file every PollInterval and logs in again when its content
 // changes, so a token the agent re-issued is picked up within one interval.
+// A renewable token is also renewed by [Auth], which is harmless next to an
+// agent that renews it too; when renewal ends Auth reads the file again.
 //
 // A TokenFile remembers the content it last read: give each [Auth] its own.
 type TokenFile struct {
