@@ -217,11 +217,21 @@ func (f *statusFlags) inspect(ctx context.Context, e *env, req provider.Requirem
 	}
 	if left := leaf.NotAfter.Sub(req.Now()); left <= f.warn {
 		rep.Result, rep.ExitCode = ResultExpiring, ExitExpiring
-		rep.Problem = fmt.Sprintf("the certificate expires in %s (%d days), within --warn %s", left.Round(time.Minute), info.DaysLeft, formatDays(f.warn))
+		rep.Problem = fmt.Sprintf("the certificate expires in %s (%s), within --warn %s",
+			formatLeft(left), info.NotAfter.Format(time.RFC3339), formatDays(f.warn))
 		rep.Hint = "rotate now: \"knotmtls csr --rotate\", send the CSR to Knot, then \"knotmtls import\""
 		return
 	}
 	rep.Result, rep.ExitCode = ResultOK, ExitOK
+}
+
+// formatLeft prints a remaining validity: whole days from two days on,
+// else hours and minutes.
+func formatLeft(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	}
+	return d.Round(time.Minute).String()
 }
 
 func writeStatus(w io.Writer, r *StatusReport) {
