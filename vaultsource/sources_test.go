@@ -35,7 +35,10 @@ func TestConstructorsValidate(t *testing.T) {
 		{"transit nil client", func() error { _, err := vaultsource.NewTransit(nil, "transit", "k"); return err }},
 		{"transit empty key", func() error { _, err := vaultsource.NewTransit(c, "transit", ""); return err }},
 		{"transit key with slash", func() error { _, err := vaultsource.NewTransit(c, "transit", "a/b"); return err }},
-		{"transit bad pin", func() error { _, err := vaultsource.NewTransit(c, "transit", "k", vaultsource.WithKeyVersion(-1)); return err }},
+		{"transit bad pin", func() error {
+			_, err := vaultsource.NewTransit(c, "transit", "k", vaultsource.WithKeyVersion(-1))
+			return err
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -293,4 +293,3 @@ func TestTransitSignerPublic(t *testing.T) {
 	require.True(t, errors.As(err, &e))
 	assert.Equal(t, "transit/sign/knot", e.Path)
 }
-
