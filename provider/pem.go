@@ -88,8 +88,9 @@ func ParsePrivateKey(data []byte) (crypto.Signer, error) {
 			return nil, fail(ErrUnexpectedPEMType, "PEM block is %q, expected a private key", b.Type)
 		}
 		if err != nil {
-			// x509 errors do not include key bytes; keep only the text.
-			return nil, fail(ErrUnsupportedKey, "%s block could not be parsed: %s", b.Type, err.Error())
+			// x509 errors hold no key bytes, but ASN.1 errors can dump long
+			// structure descriptions: keep the first part only.
+			return nil, fail(ErrUnsupportedKey, "%s block could not be parsed: %s", b.Type, shorten(err.Error(), 120))
 		}
 		found++
 	}
@@ -152,4 +153,11 @@ func EncodeCertificates(chain []*x509.Certificate) []byte {
 		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 	}
 	return buf.Bytes()
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

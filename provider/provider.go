@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -309,6 +310,16 @@ func (p *Provider) doRefresh(values context.Context, poll bool) (*state, error) 
 		p.succeeded()
 		return cur, nil
 	}
+	if cur != nil && sameIdentity(cur.bundle, b) {
+		// Same certificates and key under a new version (a re-written
+		// secret, a staged key): adopt the version quietly, no rotation.
+		next := p.newState(b)
+		if old := p.cur.Swap(next); old != nil && old.timer != nil {
+			old.timer.Stop()
+		}
+		p.succeeded()
+		return next, nil
+	}
 	next := p.newState(b)
 	if old := p.cur.Swap(next); old != nil && old.timer != nil {
 		old.timer.Stop()
@@ -337,6 +348,22 @@ func sameBundle(a, b *Bundle) bool {
 		}
 	}
 	return true
+}
+
+// sameIdentity reports whether two bundles present the same chain with the
+// same public key, whatever their versions.
+func sameIdentity(a, b *Bundle) bool {
+	if len(a.Chain) != len(b.Chain) {
+		return false
+	}
+	for i := range a.Chain {
+		if !a.Chain[i].Equal(b.Chain[i]) {
+			return false
+		}
+	}
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	pa, ok := a.Key.Public().(equaler)
+	return ok && pa.Equal(b.Key.Public())
 }
 
 func (p *Provider) succeeded() {

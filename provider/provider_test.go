@@ -422,3 +422,22 @@ func providerFor(b *provider.Bundle) (*provider.Provider, error) {
 	return provider.New(provider.Static(b), provider.WithLogger(quiet),
 		provider.WithRequirements(provider.Requirements{ClientID: clientID}))
 }
+
+func TestSameIdentityNewVersionIsNotARotation(t *testing.T) {
+	is := newIssuer()
+	first := is.valid(t)
+	src := &fakeSource{bundle: first}
+	var rotations atomic.Int64
+	p := newProvider(t, src, provider.OnRotated(func(_, _ *provider.Bundle) { rotations.Add(1) }))
+	_, err := p.Bundle(context.Background())
+	require.NoError(t, err)
+
+	again := *first
+	again.Version = "v2"
+	src.set(&again, nil)
+	require.NoError(t, p.Refresh(context.Background()))
+	b, err := p.Bundle(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, "v2", b.Version, "the new version is adopted")
+	assert.EqualValues(t, 1, rotations.Load(), "same certificate and key: no rotation hook")
+}
