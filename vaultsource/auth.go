@@ -700,6 +700,13 @@ func (a *Auth) watch(s authSnapshot) (ok, over bool) {
 		arm(s.fails)
 	}
 
+	// The watcher leaves a grace of only 10-20% of the lease before the end;
+	// on a starved machine its last renewal can come too late. The guard
+	// ends the watch when 90% of the last known TTL has passed without a
+	// renewal, so the new login still happens while the token is valid.
+	guard := time.NewTimer(expiryGuard(s.last, time.Duration(s.secret.Auth.LeaseDuration)*time.Second))
+	defer guard.Stop()
+
 	for {
 		select {
 		case <-a.ctx.Done():
@@ -726,7 +733,13 @@ func (a *Auth) watch(s authSnapshot) (ok, over bool) {
 			arm(ns.fails)
 			s.notify = ns.notify
 		case r := <-w.RenewCh():
-			a.recordRenewal(r)
+			if ttl, ok := a.recordRenewal(r); ok {
+				guard.Reset(expiryGuard(r.RenewedAt, ttl))
+			}
+		case <-guard.C:
+			a.log.Warn("vaultsource: vault token close to expiry and not renewed in time")
+			stop()
+			return a.expired(s, nil), true
 		case werr := <-w.DoneCh():
 			<-exited
 			a.drainRenewals(w)
@@ -781,9 +794,10 @@ func (a *Auth) drainRenewals(w *api.LifetimeWatcher) {
 	}
 }
 
-func (a *Auth) recordRenewal(r *api.RenewOutput) {
+// recordRenewal counts a renewal and returns the token's new TTL.
+func (a *Auth) recordRenewal(r *api.RenewOutput) (time.Duration, bool) {
 	if r == nil || r.Secret == nil || r.Secret.Auth == nil {
-		return
+		return 0, false
 	}
 	ttl := time.Duration(r.Secret.Auth.LeaseDuration) * time.Second
 	renewable := r.Secret.Auth.Renewable
@@ -794,6 +808,12 @@ func (a *Auth) recordRenewal(r *api.RenewOutput) {
 	a.mu.Unlock()
 	a.log.Debug("vaultsource: vault token renewed", "ttl", ttl, "renewable", renewable)
 	a.emit(AuthEvent{Kind: AuthEventRenewal, Method: a.name, TTL: ttl, Renewable: renewable})
+	return ttl, true
+}
+
+// expiryGuard returns the wait until 90% of ttl, counted from at, has passed.
+func expiryGuard(at time.Time, ttl time.Duration) time.Duration {
+	return time.Until(at.Add(ttl - ttl/10))
 }
 
 func (a *Auth) recordError(err error) {

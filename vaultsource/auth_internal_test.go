@@ -114,3 +114,11 @@ func TestTokenFileDiffers(t *testing.T) {
 	assert.False(t, f.differs("b"))
 	assert.True(t, f.differs("a"))
 }
+
+func TestExpiryGuard(t *testing.T) {
+	now := time.Now()
+	// 90% of the TTL, counted from the renewal or login.
+	assert.InDelta(t, float64(9*time.Second), float64(expiryGuard(now, 10*time.Second)), float64(50*time.Millisecond))
+	assert.InDelta(t, float64(4*time.Second), float64(expiryGuard(now.Add(-5*time.Second), 10*time.Second)), float64(50*time.Millisecond))
+	assert.LessOrEqual(t, expiryGuard(now.Add(-time.Minute), 10*time.Second), time.Duration(0), "already past: fire now")
+}
