@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/knotmtls/knotmtls/cmd/knotmtls/cli"
+	"github.com/knotmtls/knotmtls/knotclient/knottest"
 	"github.com/knotmtls/knotmtls/provider"
 )
 
@@ -182,6 +183,79 @@ func TestCLILifecycleKV(t *testing.T) {
 	r = e.run(e.cmd("status")...)
 	require.Equal(t, cli.ExitOK, r.code, r)
 	assert.Contains(t, r.stdout, "serial:       "+provider.SerialHex(leaf3))
+
+	// --rotate on an empty path simply creates the first key.
+	fresh := "knot/development/fresh-rotate"
+	e.watchKV(fresh)
+	r = e.run(e.cmd("csr", "--rotate", "--kv-path", fresh)...)
+	require.Equal(t, cli.ExitOK, r.code, r)
+	assert.Contains(t, r.stderr, "private key created in Vault KV v2 secret/"+fresh+" (version 1), field private_key")
+	assert.Contains(t, e.kvData(fresh), "private_key")
+	assert.NotContains(t, e.kvData(fresh), "pending_private_key")
+}
+
+// TestCLICheckFailures proves check's failure reports: an expired stored
+// certificate (exit 6, no request made), a certificate Knot did not issue
+// (the handshake is refused: exit 7), an unreachable Knot and a server CA
+// that does not verify Knot's certificate (exit 7), each with a hint.
+func TestCLICheckFailures(t *testing.T) {
+	e := newCLIEnv(t)
+	r := e.run(e.cmd("csr")...)
+	require.Equal(t, cli.ExitOK, r.code, r)
+	csrPEM := []byte(r.stdout)
+	path := cli.DefaultKVPath("development", e.clientID)
+
+	// A certificate for the right client_id from another CA (say, another
+	// environment's): import does not know Knot's CA unless told.
+	otherKnot := knottest.NewTestServer(t)
+	foreign, err := otherKnot.SignCSR(csrPEM)
+	require.NoError(t, err)
+	r = e.runIn(foreign, e.cmd("import", "--cert", "-")...)
+	require.Equal(t, cli.ExitOK, r.code, r)
+	e.knot.Reset()
+	r = e.run(e.checkArgs()...)
+	assert.Equal(t, cli.ExitCheckFailed, r.code, r)
+	assert.Contains(t, r.stdout, "presented:    client certificate serial")
+	assert.Contains(t, r.stdout, "Knot (or a proxy) refused it")
+	assert.Empty(t, e.knot.Requests(), "the request never reached HTTP")
+	assert.NotEmpty(t, e.knot.HandshakeErrors())
+
+	cert, err := e.knot.SignCSR(csrPEM)
+	require.NoError(t, err)
+	r = e.runIn(cert, e.cmd("import", "--cert", "-")...)
+	require.Equal(t, cli.ExitOK, r.code, r)
+
+	t.Run("unreachable Knot", func(t *testing.T) {
+		r := e.run(e.cmd("check", "--base-url", "https://127.0.0.1:1", "--ca-file", e.caFile, "--json")...)
+		assert.Equal(t, cli.ExitCheckFailed, r.code, r)
+		var rep cli.CheckReport
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &rep), r.stdout)
+		assert.Equal(t, "failed", rep.Result)
+		assert.Equal(t, 0, rep.HTTPStatus)
+		assert.Contains(t, rep.Problem, "connection refused")
+		assert.Contains(t, rep.Hint, "--base-url")
+	})
+	t.Run("wrong server CA", func(t *testing.T) {
+		wrongCA := e.write("wrong-ca.pem", provider.EncodeCertificates([]*x509.Certificate{e.knot.CA()}))
+		r := e.run(e.cmd("check", "--base-url", e.knot.URL(), "--ca-file", wrongCA)...)
+		assert.Equal(t, cli.ExitCheckFailed, r.code, r)
+		assert.Contains(t, r.stdout, "certificate signed by unknown authority")
+	})
+	t.Run("expired certificate stored", func(t *testing.T) {
+		now := time.Now()
+		expired, err := e.knot.SignCSRValidity(csrPEM, now.Add(-48*time.Hour), now.Add(-time.Hour))
+		require.NoError(t, err)
+		data := e.kvData(path)
+		data["certificate"] = string(expired)
+		_, err = e.root.KVv2("secret").Put(context.Background(), path, data)
+		require.NoError(t, err)
+		e.knot.Reset()
+		r := e.run(e.checkArgs()...)
+		assert.Equal(t, cli.ExitExpired, r.code, r)
+		assert.Contains(t, r.stdout, "certificate expired")
+		assert.Contains(t, r.stdout, "csr --rotate")
+		assert.Empty(t, e.knot.Requests())
+	})
 }
 
 // TestCLILifecycleTransit walks the Transit lifecycle: the key is created

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -104,6 +105,14 @@ func runCSR(ctx context.Context, e *env, f *csrFlags) error {
 	if err != nil {
 		return err
 	}
+	// With --rotate or --force, find out whether anything is stored yet: on
+	// an empty store they simply create the first key, and the
+	// instructions must say so.
+	fresh := false
+	if f.rotate || f.force {
+		_, verr := st.Version(ctx)
+		fresh = errors.Is(verr, vaultsource.ErrSecretNotFound) || errors.Is(verr, vaultsource.ErrKeyNotFound)
+	}
 	var csrPEM []byte
 	if f.existing {
 		csrPEM, err = st.CSR(ctx, f.clientID)
@@ -136,13 +145,15 @@ func runCSR(ctx context.Context, e *env, f *csrFlags) error {
 	} else if _, err := e.stdout.Write(csrPEM); err != nil {
 		return fmt.Errorf("cli: write the CSR: %w", err)
 	}
-	writeCSRInstructions(info, f, csr, loc)
+	writeCSRInstructions(info, f, csr, loc, fresh)
 	return nil
 }
 
-func writeCSRInstructions(w io.Writer, f *csrFlags, csr *x509.CertificateRequest, loc StoreLocation) {
+func writeCSRInstructions(w io.Writer, f *csrFlags, csr *x509.CertificateRequest, loc StoreLocation, fresh bool) {
 	action := "created"
+	staged := f.rotate && !f.transit && !fresh
 	switch {
+	case fresh:
 	case f.existing:
 		action = "already stored"
 	case f.rotate && !f.transit:
@@ -153,7 +164,7 @@ func writeCSRInstructions(w io.Writer, f *csrFlags, csr *x509.CertificateRequest
 		action = "replaced (the stored certificate was removed with the old key)"
 	}
 	keyWhere := "private key " + action + " in " + loc.String() + ", field " + vaultsource.DefaultFields.PrivateKey
-	if f.rotate && !f.transit {
+	if staged {
 		keyWhere = "private key " + action + " in " + loc.String() + ", field " + vaultsource.DefaultFields.PendingPrivateKey
 	}
 	if f.transit {
@@ -178,7 +189,7 @@ func writeCSRInstructions(w io.Writer, f *csrFlags, csr *x509.CertificateRequest
 	fmt.Fprintf(w, "  2. Knot returns the signed client certificate. Store it with:\n")
 	fmt.Fprintf(w, "       knotmtls import --client-id %s --env %s%s --cert knot.crt\n", f.clientID, f.env, transit)
 	fmt.Fprintf(w, "  3. Verify with: knotmtls check --client-id %s --env %s%s --secret-env KNOT_SECRET\n", f.clientID, f.env, transit)
-	if f.force && !f.transit {
+	if f.force && !f.transit && !fresh {
 		fmt.Fprintf(w, "Warning: until the import, a service that starts now finds no certificate; running\n")
 		fmt.Fprintf(w, "services keep the one they loaded. Prefer --rotate for live identities.\n")
 	}
