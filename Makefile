@@ -8,7 +8,7 @@
 #   make test-integration  integration module tests with -race (needs vault-image or Docker + network)
 #   make vault-image       build the Vault binary and the FROM scratch image once (cached)
 #   make lint              gofmt + go vet in the root and integration modules
-#   make bench             benchmarks
+#   make bench             benchmarks, with knotmtls/baseline ratios (BENCHCOUNT runs each)
 #   make demo              run the demo (integration/cmd/demo)
 #
 # Nothing here depends on CI=true: CI runs the same targets and skips nothing.
@@ -46,8 +46,14 @@ vault-image:
 	@echo "=== vault binary and image"
 	@$(call timed,vault-image,scripts/vault-image.sh all)
 
+BENCHCOUNT ?= 5
+BENCHOUT ?= $(CURDIR)/bench.out
+
+# Each knotmtls benchmark has a baseline (static tls.Config, raw net/http)
+# measured in the same run; scripts/benchratio.awk pairs them and prints
+# baseline_ns / knotmtls_ns (1.00 = no overhead).
 bench:
-	@$(call timed,bench,$(GO) test -run '^$$' -bench . -benchmem ./provider/ ./knotclient/)
+	@$(call timed,bench,$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./provider/ ./knotclient/ | tee $(BENCHOUT) && awk -f scripts/benchratio.awk $(BENCHOUT))
 
 demo:
 	cd integration && $(GO) run ./cmd/demo
