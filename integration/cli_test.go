@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/knotmtls/knotmtls/cmd/knotmtls/cli"
 	"github.com/knotmtls/knotmtls/knotclient/knottest"
@@ -671,4 +672,26 @@ func readFileT(t *testing.T, name string) []byte {
 	b, err := os.ReadFile(name)
 	require.NoError(t, err)
 	return b
+}
+
+// TestCLINoGoroutineLeak proves a run of every command leaves no goroutine
+// behind (Vault login loop, provider, Knot and Vault connections), so the
+// demo and tests can call cli.Run many times in one process.
+func TestCLINoGoroutineLeak(t *testing.T) {
+	e := newCLIEnv(t)
+	require.NoError(t, e.vault.EnableTransit(context.Background()))
+	before := goleak.IgnoreCurrent()
+	for _, mode := range [][]string{nil, {"--transit"}} {
+		r := e.run(e.cmd("csr", mode...)...)
+		require.Equal(t, cli.ExitOK, r.code, r)
+		cert, err := e.knot.SignCSR([]byte(r.stdout))
+		require.NoError(t, err)
+		r = e.runIn(cert, e.cmd("import", append(mode, "--cert", "-")...)...)
+		require.Equal(t, cli.ExitOK, r.code, r)
+		r = e.run(e.cmd("status", mode...)...)
+		require.Equal(t, cli.ExitOK, r.code, r)
+		r = e.run(e.checkArgs(mode...)...)
+		require.Equal(t, cli.ExitOK, r.code, r)
+	}
+	goleak.VerifyNone(t, before)
 }
