@@ -387,7 +387,7 @@ func (t *Transit) Provision(ctx context.Context, clientID string) ([]byte, error
 	k, err := t.readKey(ctx)
 	switch {
 	case errors.Is(err, ErrKeyNotFound):
-		_, err = t.v.do(ctx, request{op: "create key", method: http.MethodPut, path: path, capability: "create",
+		_, err = t.v.do(ctx, request{op: "create key", method: http.MethodPut, path: path, capability: "update",
 			body: map[string]any{"type": "rsa-2048", "exportable": false, "allow_plaintext_backup": false}})
 		if err != nil {
 			return nil, err

@@ -40,7 +40,8 @@ import (
 //	path "transit/keys/knot" { capabilities = ["read"] }
 //	path "transit/sign/knot" { capabilities = ["update"] }
 //
-// Provisioning also needs "create"/"update" on transit/keys/knot,
+// Provisioning also needs "update" (Vault's capability for these POST/PUT
+// endpoints, including creating the key) on transit/keys/knot,
 // transit/keys/knot/csr, transit/keys/knot/rotate and
 // transit/keys/knot/set-certificate.
 type Transit struct {

@@ -165,6 +165,11 @@ func (s *Server) RootCAs() *x509.CertPool {
 	return pool
 }
 
+// ServerCA returns the CA certificate behind the server's TLS certificate,
+// the one [Server.RootCAs] holds; write it as PEM for tools that take a
+// CA file (knotmtls check --ca-file).
+func (s *Server) ServerCA() *x509.Certificate { return s.serverCA.cert }
+
 // SignCSR signs a PEM certificate request the way Knot does. The request
 // must pass [provider.Requirements.CheckCSR] for the server's client_id
 // (RSA-2048, SHA-256 with RSA, CN = client_id, valid self-signature);
