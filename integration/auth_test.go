@@ -311,13 +311,13 @@ func authAssertNoSecrets(t *testing.T, secrets []string, texts map[string]string
 	}
 }
 
-// TestAuthAppRoleRenewsThenLogsInAgain: an AppRole token with a 4 s TTL and
-// a 10 s max TTL is renewed until its max TTL, then Auth logs in again before
+// TestAuthAppRoleRenewsThenLogsInAgain: an AppRole token with a 6 s TTL and
+// a 14 s max TTL is renewed until its max TTL, then Auth logs in again before
 // it expires; a KV read loop on the shared client meanwhile never fails.
 func TestAuthAppRoleRenewsThenLogsInAgain(t *testing.T) {
 	env := newAuthEnv(t)
 	env.enableAuth(t, "approle")
-	roleID, secretID := env.appRole(t, "short", map[string]any{"token_ttl": "4s", "token_max_ttl": "10s"})
+	roleID, secretID := env.appRole(t, "short", map[string]any{"token_ttl": "6s", "token_max_ttl": "14s"})
 	client := env.shared(t)
 	m, err := vaultsource.AppRole(roleID, &approle.SecretID{FromString: secretID})
 	require.NoError(t, err)
@@ -326,7 +326,7 @@ func TestAuthAppRoleRenewsThenLogsInAgain(t *testing.T) {
 	first := client.Token()
 	require.NotEmpty(t, first)
 	st := a.Status()
-	assert.Equal(t, 4*time.Second, st.TokenTTL)
+	assert.Equal(t, 6*time.Second, st.TokenTTL)
 	assert.True(t, st.Renewable)
 
 	reads := startAuthReadLoop(client, 25*time.Millisecond)
@@ -360,7 +360,7 @@ func TestAuthAppRoleRenewsThenLogsInAgain(t *testing.T) {
 	relogin := evs[i+1]
 	assert.Equal(t, vaultsource.AuthEventLogin, relogin.e.Kind, "events:%s", rec)
 	assert.Equal(t, "expiring", relogin.e.Reason)
-	assert.Less(t, relogin.at, 10*time.Second, "the re-login happened before the first token's max TTL")
+	assert.Less(t, relogin.at, 14*time.Second, "the re-login happened before the first token's max TTL")
 
 	authAssertNoSecrets(t, []string{roleID, secretID, first, client.Token()}, map[string]string{"log": logs.String()})
 	t.Logf("figures: reads ok=%d failed=%d; renewals before re-login=%d, total renewals=%d, logins=%d; re-login %.2fs after start; events:%s",
@@ -373,7 +373,7 @@ func TestAuthAppRoleRenewsThenLogsInAgain(t *testing.T) {
 func TestAuthRevokedTokenRecovers(t *testing.T) {
 	env := newAuthEnv(t)
 	env.enableAuth(t, "approle")
-	roleID, secretID := env.appRole(t, "revocable", map[string]any{"token_ttl": "4s", "token_max_ttl": "1h"})
+	roleID, secretID := env.appRole(t, "revocable", map[string]any{"token_ttl": "6s", "token_max_ttl": "1h"})
 	client := env.shared(t)
 	m, err := vaultsource.AppRole(roleID, &approle.SecretID{FromString: secretID})
 	require.NoError(t, err)
@@ -422,13 +422,13 @@ func TestAuthRevokedTokenRecovers(t *testing.T) {
 
 // TestAuthAppRoleWrappedSecretIDFromFile: a response-wrapped secret-id in a
 // file logs in; the wrapping token works once, so a second login fails
-// clearly. While logins fail, the previous (4 s TTL) token keeps being
+// clearly. While logins fail, the previous (6 s TTL) token keeps being
 // renewed, so reads never fail, until the orchestrator writes a fresh wrapped
 // secret-id, which the background retry then picks up.
 func TestAuthAppRoleWrappedSecretIDFromFile(t *testing.T) {
 	env := newAuthEnv(t)
 	env.enableAuth(t, "approle")
-	roleID, _ := env.appRole(t, "wrapped", map[string]any{"token_ttl": "4s", "token_max_ttl": "1h"})
+	roleID, _ := env.appRole(t, "wrapped", map[string]any{"token_ttl": "6s", "token_max_ttl": "1h"})
 	path := filepath.Join(t.TempDir(), "secret-id.wrapped")
 	wrapped1 := env.wrappedSecretID(t, "wrapped")
 	authWriteFile(t, path, wrapped1+"\n")
@@ -626,7 +626,7 @@ func TestAuthStaticRenewableTokenRenewedUntilMaxTTL(t *testing.T) {
 	ctx := authCtx(t)
 	renewable := true
 	s, err := env.root.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{
-		Policies: []string{authPolicy}, TTL: "3s", ExplicitMaxTTL: "7s", Renewable: &renewable,
+		Policies: []string{authPolicy}, TTL: "6s", ExplicitMaxTTL: "9s", Renewable: &renewable,
 	})
 	require.NoError(t, err)
 	token := s.Auth.ClientToken
@@ -644,6 +644,7 @@ func TestAuthStaticRenewableTokenRenewedUntilMaxTTL(t *testing.T) {
 	st := a.Status()
 	assert.Equal(t, 1, st.Logins, "no login after renewal ended: it would return the same token")
 	assert.GreaterOrEqual(t, st.Renewals, 2)
+	assert.Zero(t, st.LoginFailures)
 	assert.False(t, st.Watching)
 
 	require.Eventually(t, func() bool { return authReadKV(ctx, client) != nil }, 20*time.Second, 50*time.Millisecond,

@@ -669,15 +669,16 @@ func (a *Auth) watch(s authSnapshot) (ok, over bool) {
 		return a.waitChange(s, time.After(a.cfg.initialBackoff)), true
 	}
 
-	exited := make(chan struct{})
+	// The watcher's goroutine may be in a renewal request when the watch
+	// ends; the next login does not wait for it, Close does (a.wg).
+	a.wg.Add(1)
 	go func() {
-		defer close(exited)
+		defer a.wg.Done()
 		w.Start()
 	}()
 	a.setWatching(true)
 	stop := func() {
 		w.Stop()
-		<-exited
 		a.drainRenewals(w)
 		a.setWatching(false)
 	}
@@ -700,10 +701,12 @@ func (a *Auth) watch(s authSnapshot) (ok, over bool) {
 		arm(s.fails)
 	}
 
-	// The watcher leaves a grace of only 10-20% of the lease before the end;
-	// on a starved machine its last renewal can come too late. The guard
-	// ends the watch when 90% of the last known TTL has passed without a
-	// renewal, so the new login still happens while the token is valid.
+	// The watcher leaves a grace of only 10-20% of the lease before the end,
+	// Vault reports TTLs in whole seconds (near the max TTL one second more
+	// than the token has left was observed), and a renewal request can hang
+	// while Vault expires the token. The guard ends the watch when the last
+	// known TTL is nearly used up (see expiryGuard) without a renewal, so the
+	// new login still happens while the token is valid.
 	guard := time.NewTimer(expiryGuard(s.last, time.Duration(s.secret.Auth.LeaseDuration)*time.Second))
 	defer guard.Stop()
 
@@ -741,9 +744,7 @@ func (a *Auth) watch(s authSnapshot) (ok, over bool) {
 			stop()
 			return a.expired(s, nil), true
 		case werr := <-w.DoneCh():
-			<-exited
-			a.drainRenewals(w)
-			a.setWatching(false)
+			stop()
 			return a.expired(s, werr), true
 		}
 	}
@@ -811,9 +812,10 @@ func (a *Auth) recordRenewal(r *api.RenewOutput) (time.Duration, bool) {
 	return ttl, true
 }
 
-// expiryGuard returns the wait until 90% of ttl, counted from at, has passed.
+// expiryGuard returns the wait until ttl, counted from at, has only a
+// margin left: a tenth of it, and at least one second.
 func expiryGuard(at time.Time, ttl time.Duration) time.Duration {
-	return time.Until(at.Add(ttl - ttl/10))
+	return time.Until(at.Add(ttl - max(ttl/10, time.Second)))
 }
 
 func (a *Auth) recordError(err error) {

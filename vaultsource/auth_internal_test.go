@@ -117,8 +117,23 @@ func TestTokenFileDiffers(t *testing.T) {
 
 func TestExpiryGuard(t *testing.T) {
 	now := time.Now()
-	// 90% of the TTL, counted from the renewal or login.
-	assert.InDelta(t, float64(9*time.Second), float64(expiryGuard(now, 10*time.Second)), float64(50*time.Millisecond))
-	assert.InDelta(t, float64(4*time.Second), float64(expiryGuard(now.Add(-5*time.Second), 10*time.Second)), float64(50*time.Millisecond))
-	assert.LessOrEqual(t, expiryGuard(now.Add(-time.Minute), 10*time.Second), time.Duration(0), "already past: fire now")
+	const slack = float64(50 * time.Millisecond)
+	tests := []struct {
+		name string
+		at   time.Time
+		ttl  time.Duration
+		want time.Duration
+	}{
+		{"a tenth of a long TTL", now, time.Hour, 54 * time.Minute},
+		{"a tenth of 20s", now, 20 * time.Second, 18 * time.Second},
+		{"at least a second", now, 4 * time.Second, 3 * time.Second},
+		{"counted from the renewal", now.Add(-2 * time.Second), 4 * time.Second, time.Second},
+		{"a second or less left: now", now, time.Second, 0},
+		{"already past: now", now.Add(-time.Minute), 10 * time.Second, -51 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.InDelta(t, float64(tc.want), float64(expiryGuard(tc.at, tc.ttl)), slack)
+		})
+	}
 }
