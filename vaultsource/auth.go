@@ -85,6 +85,7 @@ const (
 	AuthEventExpiring
 )
 
+// String names the kind: "login", "login failed", "renewal", "expiring".
 func (k AuthEventKind) String() string {
 	switch k {
 	case AuthEventLogin:

@@ -43,6 +43,7 @@ func StaticToken(token string) api.AuthMethod { return staticToken{token: token}
 
 type staticToken struct{ token string }
 
+// Login looks the token up.
 func (s staticToken) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
 	if s.token == "" {
 		return nil, fmt.Errorf("vaultsource: static token: %w", ErrEmptyToken)
@@ -260,6 +261,7 @@ type perLogin struct {
 	build func() (api.AuthMethod, error)
 }
 
+// Login builds the method and logs in with it.
 func (p perLogin) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
 	if p.build == nil {
 		return nil, fmt.Errorf("vaultsource: %s: no constructor", p.name)
@@ -282,6 +284,7 @@ type namedMethod struct {
 	m    api.AuthMethod
 }
 
+// Login logs in with the upstream method.
 func (n namedMethod) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
 	return n.m.Login(ctx, client)
 }
