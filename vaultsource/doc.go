@@ -28,9 +28,11 @@
 // package's Auth; give it to a source with [WithRelogin] so that a 403 (a
 // revoked or expired token) triggers one re-login and one retry.
 //
-// Constructors do no I/O and sources do not cache. Every error is an
-// [*Error] wrapping a sentinel such as [ErrSecretNotFound] or
+// Constructors do no I/O and sources do not cache. Every error from the
+// sources and provisioning is an [*Error] wrapping a sentinel such as [ErrSecretNotFound] or
 // [ErrPermissionDenied] (or a provider sentinel such as
 // provider.ErrKeyMismatch), naming the Vault path and field but never a
-// secret value; String methods show the mount and path only.
+// secret value; String methods show the mount and path only. Login errors
+// from [Auth] are [*LoginError] values (method and reason, never the
+// credential), and its lifecycle errors are sentinels such as [ErrAuthClosed].
 package vaultsource

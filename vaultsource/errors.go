@@ -8,7 +8,8 @@ import (
 	"github.com/hashicorp/vault/api"
 )
 
-// Sentinel errors. Every error this package returns is an [*Error] that
+// Sentinel errors. Every error the sources and provisioning return is an
+// [*Error] that
 // wraps exactly one of them (or, for malformed or non-compliant PEM, a
 // [*provider.CheckError] wrapping a provider sentinel such as
 // provider.ErrKeyMismatch), so callers branch with errors.Is and read the
