@@ -9,8 +9,7 @@ import (
 )
 
 // Sentinel errors. Every error the sources and provisioning return is an
-// [*Error] that
-// wraps exactly one of them (or, for malformed or non-compliant PEM, a
+// [*Error] that wraps exactly one of them (or, for malformed or non-compliant PEM, a
 // [*provider.CheckError] wrapping a provider sentinel such as
 // provider.ErrKeyMismatch), so callers branch with errors.Is and read the
 // mount, path and field with errors.As. No message ever contains secret data.
