@@ -75,7 +75,7 @@ func TestBadSecretsKeepLastGood(t *testing.T) {
 		{"certificate is a number", map[string]any{"certificate": 42, "private_key": goodKey}, vaultsource.ErrFieldType, "certificate"},
 		{"garbage PEM", map[string]any{"certificate": "not a certificate", "private_key": goodKey}, provider.ErrNotPEM, "certificate"},
 		{"truncated PEM", map[string]any{"certificate": certPEM[:len(certPEM)/2], "private_key": goodKey}, provider.ErrTruncatedPEM, "certificate"},
-		{"garbage key", map[string]any{"certificate": certPEM, "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}, provider.ErrUnsupportedKey, "private_key"},
+		{"garbage key", map[string]any{"certificate": certPEM, "private_key": string(garbageKeyPEM)}, provider.ErrUnsupportedKey, "private_key"},
 		{"mismatched pair", map[string]any{"certificate": string(provider.EncodeCertificates(other.Chain)), "private_key": goodKey}, provider.ErrKeyMismatch, "private_key"},
 		{"wrong CN", map[string]any{"certificate": string(provider.EncodeCertificates(wrongCN.Chain)), "private_key": keyPEM(t, wrongCN)}, provider.ErrSubjectCN, ""},
 		{"expired", map[string]any{"certificate": string(expired), "private_key": goodKey}, provider.ErrExpired, ""},
@@ -133,3 +133,6 @@ func TestBadSecretsKeepLastGood(t *testing.T) {
 	assert.Equal(t, fmt.Sprint(2+len(cases)+1), st.Bundle.Version)
 	assert.Equal(t, []string{serialA}, e.knot.Serials(), "Knot never saw another certificate")
 }
+
+// garbageKeyPEM is a PRIVATE KEY block whose body is not a key.
+var garbageKeyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{0, 0, 0}})

@@ -192,7 +192,7 @@ func TestKVProvisionRules(t *testing.T) {
 			"expired":        {expired, provider.ErrExpired},
 			"untrusted ca":   {foreignCert, provider.ErrUntrustedChain},
 			"garbage":        {[]byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), provider.ErrMalformedCert},
-			"private key!":   {[]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), provider.ErrUnexpectedPEMType},
+			"private key!":   {garbageKeyPEM, provider.ErrUnexpectedPEMType},
 			"not pem at all": {[]byte("hello"), provider.ErrNotPEM},
 		} {
 			t.Run(name, func(t *testing.T) {

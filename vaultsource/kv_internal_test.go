@@ -2,6 +2,7 @@ package vaultsource
 
 import (
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"strings"
@@ -16,7 +17,8 @@ import (
 	"github.com/knotmtls/knotmtls/provider"
 )
 
-const fakeSecret = "-----BEGIN PRIVATE KEY-----\nTOP-SECRET-BYTES\n-----END PRIVATE KEY-----\n"
+// fakeSecret looks like a PEM key to a reader but holds no key.
+var fakeSecret = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("TOP-SECRET-BYTES")}))
 
 func TestConfigDefaults(t *testing.T) {
 	c, err := newConfig(nil)

@@ -2,6 +2,7 @@ package vaultsource
 
 import (
 	"crypto/x509"
+	"encoding/pem"
 	"strings"
 	"testing"
 	"time"
@@ -71,7 +72,9 @@ func TestEncodeKeyRoundTrip(t *testing.T) {
 	key := pkitest.CachedRSAKey(2048, 0)
 	text, err := encodeKey(key)
 	require.NoError(t, err)
-	assert.True(t, strings.HasPrefix(text, "-----BEGIN PRIVATE KEY-----"), "PKCS#8")
+	block, _ := pem.Decode([]byte(text))
+	require.NotNil(t, block)
+	assert.Equal(t, "PRIVATE KEY", block.Type, "PKCS#8")
 	back, err := provider.ParsePrivateKey([]byte(text))
 	require.NoError(t, err)
 	assert.True(t, key.PublicKey.Equal(back.Public()))
