@@ -159,8 +159,13 @@ func TestHarnessBackends(t *testing.T) {
 			assert.Equal(t, string(certPEM), sec.Data["certificate"])
 
 			// The server's output is available, with the dev secrets redacted.
-			out, err := v.Logs(ctx)
-			require.NoError(t, err)
+			// Vault prints its dev banner (with the root token) only after
+			// 100 ms without log output, so wait for it.
+			var out string
+			require.Eventually(t, func() bool {
+				out, err = v.Logs(ctx)
+				return err == nil && strings.Contains(out, "Root Token: ")
+			}, 20*time.Second, 50*time.Millisecond, "dev banner never printed")
 			assert.Contains(t, out, "Root Token: [redacted]")
 			assert.NotContains(t, out, "Root Token: "+vaulttest.RootToken)
 
