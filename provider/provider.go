@@ -53,6 +53,8 @@ type Provider struct {
 	kick   chan struct{} // refresh now (a Watcher saw a change)
 	replan chan struct{} // the served bundle changed: recompute the timer
 
+	fetchMu sync.Mutex // held for the duration of each fetch
+
 	mu          sync.Mutex
 	stopped     bool // set under mu by Close; no wg.Add after it
 	failures    int
@@ -226,21 +228,20 @@ func (p *Provider) Refresh(ctx context.Context) error {
 	return err
 }
 
-// refresh runs one shared refresh. poll means "check the source even though
-// the cached bundle is valid"; a non-poll refresh that finds a valid bundle
-// (one that landed while the caller waited) returns it without a fetch. The
-// shared work runs on the provider's context, not the caller's: a caller that
-// gives up stops waiting but does not abort the refresh for the others.
+// refresh runs the shared refresh: loads, polls and Refresh calls all join
+// one flight, so the source sees one Fetch at a time. poll means "check the
+// source even though the cached bundle is valid"; a load that finds a valid
+// bundle (one that landed while it waited to start) returns it without a
+// fetch. The shared work runs on the provider's context, not the caller's: a
+// caller that gives up stops waiting but does not abort it for the others.
 func (p *Provider) refresh(ctx context.Context, poll bool) (*state, error) {
-	if poll {
-		return p.refreshKey(ctx, true, "poll")
-	}
-	return p.refreshKey(ctx, false, "load")
+	return p.refreshKey(ctx, poll, "refresh")
 }
 
 // refreshKey is refresh with an explicit single-flight key. A Watcher's
-// change notice uses its own key so it never joins a poll that started
-// before the change and would read the old material.
+// change notice uses its own key so that it never joins a flight that
+// started before the change and would read the old material; fetchMu still
+// runs it after that flight, never beside it.
 func (p *Provider) refreshKey(ctx context.Context, poll bool, key string) (*state, error) {
 	values := context.WithoutCancel(ctx) // keep trace values, drop cancellation
 	ch := p.sf.DoChan(key, func() (any, error) {
@@ -252,6 +253,11 @@ func (p *Provider) refreshKey(ctx context.Context, poll bool, key string) (*stat
 		p.wg.Add(1)
 		p.mu.Unlock()
 		defer p.wg.Done()
+		// One fetch at a time, also across keys: a change notice waits for
+		// an older flight instead of racing it (which could store the older
+		// bundle last).
+		p.fetchMu.Lock()
+		defer p.fetchMu.Unlock()
 		if !poll {
 			if s := p.cur.Load(); p.valid(s) {
 				return s, nil

@@ -441,3 +441,36 @@ func TestSameIdentityNewVersionIsNotARotation(t *testing.T) {
 	assert.Equal(t, "v2", b.Version, "the new version is adopted")
 	assert.EqualValues(t, 1, rotations.Load(), "same certificate and key: no rotation hook")
 }
+
+func TestChangeNoticeNeverRacesAnOlderFetch(t *testing.T) {
+	is := newIssuer()
+	a, b, c := is.valid(t), is.valid(t), is.valid(t)
+	src := &watchingSource{fakeSource: &fakeSource{bundle: a}, changed: make(chan func(), 1)}
+	p := newProvider(t, src, provider.WithPollInterval(time.Hour))
+	_, err := p.Bundle(context.Background())
+	require.NoError(t, err)
+	notify := <-src.changed
+
+	// A refresh reads b, then stalls (a slow Vault).
+	gate := make(chan struct{})
+	src.mu.Lock()
+	src.bundle, src.gate = b, gate
+	src.mu.Unlock()
+	refreshed := make(chan error, 1)
+	go func() { refreshed <- p.Refresh(context.Background()) }()
+	require.Eventually(t, func() bool { return src.fetches.Load() == 2 }, 5*time.Second, time.Millisecond)
+
+	// Meanwhile the material changes to c and the watcher says so.
+	src.set(c, nil)
+	notify()
+	time.Sleep(20 * time.Millisecond) // let the notice's flight queue up
+	assert.EqualValues(t, 2, src.fetches.Load(), "the notice waits for the older fetch")
+
+	close(gate)
+	require.NoError(t, <-refreshed)
+	require.Eventually(t, func() bool {
+		got, err := p.Bundle(context.Background())
+		return err == nil && got == c
+	}, 5*time.Second, time.Millisecond, "the newest material is served last")
+	assert.EqualValues(t, 3, src.fetches.Load())
+}
