@@ -67,7 +67,9 @@ type Provider struct {
 }
 
 // New returns a Provider for src. It starts one goroutine (two when src
-// implements [Watcher]) and performs no I/O.
+// implements [Watcher]) and calls no Fetch: the first bundle is loaded by the
+// first caller. A Watcher's Watch starts at once and may do its own I/O (a
+// file source stats and hashes its files).
 func New(src CertificateSource, opts ...Option) (*Provider, error) {
 	if src == nil {
 		return nil, errors.New("provider: nil source")
