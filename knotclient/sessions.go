@@ -1,6 +1,9 @@
 package knotclient
 
-import "context"
+import (
+	"context"
+	"log/slog"
+)
 
 // SessionType is the kind of SDK session. Open enum.
 type SessionType string
@@ -33,10 +36,21 @@ type SessionCard struct {
 }
 
 // SessionResponse is the answer of /session/create and /session/extend.
-// Knot asks that session IDs are not logged.
+// Knot asks that session IDs are not logged: String, GoString and LogValue
+// redact it, so printing or logging the response shows only whether it is
+// set. Read Session itself to hand it to the SDK.
 type SessionResponse struct {
 	Session string `json:"session"`
 }
+
+// String describes the response without the session ID.
+func (r SessionResponse) String() string { return "SessionResponse{Session:" + redact(r.Session) + "}" }
+
+// GoString is String for %#v.
+func (r SessionResponse) GoString() string { return "knotclient." + r.String() }
+
+// LogValue makes log/slog record the response without the session ID.
+func (r SessionResponse) LogValue() slog.Value { return slog.StringValue(r.String()) }
 
 // CreateSession creates an SDK session (valid 30 minutes): POST
 // /session/create.
@@ -50,9 +64,30 @@ func (c *Client) CreateSession(ctx context.Context, req CreateSessionRequest) (*
 	return &out, nil
 }
 
-// ExtendSessionRequest is the body of POST /session/extend.
+// ExtendSessionRequest is the body of POST /session/extend. Like
+// [SessionResponse], it redacts the session ID when printed or logged.
 type ExtendSessionRequest struct {
 	SessionID string `json:"session_id"`
+}
+
+// String describes the request without the session ID.
+func (r ExtendSessionRequest) String() string {
+	return "ExtendSessionRequest{SessionID:" + redact(r.SessionID) + "}"
+}
+
+// GoString is String for %#v.
+func (r ExtendSessionRequest) GoString() string { return "knotclient." + r.String() }
+
+// LogValue makes log/slog record the request without the session ID.
+func (r ExtendSessionRequest) LogValue() slog.Value { return slog.StringValue(r.String()) }
+
+// redact stands in for a value that must not be printed: it only tells
+// whether the value is set.
+func redact(v string) string {
+	if v == "" {
+		return `""`
+	}
+	return "REDACTED"
 }
 
 // ExtendSession extends a live session by another 30 minutes: POST

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -82,8 +83,9 @@ type Webhook struct {
 }
 
 // String describes the webhook for logs: event, task, merchant and time,
-// never the session ID or data.
-func (w *Webhook) String() string {
+// never the session ID or data. It has a value receiver so that a Webhook
+// printed by value is redacted too.
+func (w Webhook) String() string {
 	var b strings.Builder
 	b.WriteString("webhook(event=" + string(w.Event))
 	if w.TaskID != "" {
@@ -98,6 +100,14 @@ func (w *Webhook) String() string {
 	b.WriteString(")")
 	return b.String()
 }
+
+// GoString is String, so that %#v does not print the session ID either.
+func (w Webhook) GoString() string { return "knotclient." + w.String() }
+
+// LogValue makes log/slog record the webhook as [Webhook.String]; without
+// it slog's JSON handler would marshal every field, the session ID
+// included.
+func (w Webhook) LogValue() slog.Value { return slog.StringValue(w.String()) }
 
 // WebhookData is the union of the data fields Knot documents across events.
 // Fields an event does not carry stay zero.
