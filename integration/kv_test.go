@@ -349,8 +349,10 @@ func TestKVv1Lifecycle(t *testing.T) {
 			t.Logf("%s: %v", name, err)
 		})
 	}
-	_, err = e.client.Logical().ReadWithContext(ctx, "kv1/data/knot/client")
+	// The refused v2-style provisioning wrote nothing under kv1/data/.
+	stray, err := e.client.Logical().ReadWithContext(ctx, "kv1/data/knot/client")
 	require.NoError(t, err)
+	assert.Nil(t, stray, "a KV v1 mount addressed as v2 must not get a secret named data/knot/client")
 }
 
 // TestKVDeletedLatestVersion: KV v2 answers a read of a deleted latest
@@ -477,6 +479,21 @@ path "secret/data/knot/policy" { capabilities = ["read"] }
 	v, err := noMeta.Version(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, "2", v)
+
+	// A re-login that works but cannot cure a missing policy: Vault's 403
+	// stands after exactly one re-login and one retry.
+	sameLimits, err := e.vault.ClientWith(e.counter)
+	require.NoError(t, err)
+	cured := &vsRelogger{root: e.client, target: sameLimits, policy: "knot-data-only"}
+	require.NoError(t, cured.Relogin(ctx))
+	cured.calls.Store(0)
+	meta, err := vaultsource.NewKV(sameLimits, "secret", path, vaultsource.WithRelogin(cured))
+	require.NoError(t, err)
+	e.counter.reset()
+	_, err = meta.Version(ctx)
+	require.ErrorIs(t, err, vaultsource.ErrPermissionDenied)
+	assert.Equal(t, int64(1), cured.calls.Load(), "one re-login per request, not a loop")
+	assert.Equal(t, 2, e.counter.count(http.MethodGet, "secret/metadata/"+path), "the read and its one retry")
 
 	// A relogin that keeps failing: permission denied after exactly one attempt.
 	failing := &vsRelogger{root: dataOnly, target: dataOnly, policy: "knot-read"}
