@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"runtime"
@@ -51,9 +53,20 @@ func TestNewValidatesConfig(t *testing.T) {
 		{name: "relative URL", mutate: func(c *knotclient.Config) { c.BaseURL = "/knot" }, want: "https"},
 		{name: "user info in URL", mutate: func(c *knotclient.Config) { c.BaseURL = "https://u:p@example.com" }, want: "user info"},
 		{name: "negative attempts", mutate: func(c *knotclient.Config) { c.MaxAttempts = -1 }, want: "negative"},
+		{name: "credentials in a plain http URL are not echoed", mutate: func(c *knotclient.Config) { c.BaseURL = "http://u:hunter2@example.com" }, want: "user info"},
+		{name: "credentials in an unparsable URL are not echoed", mutate: func(c *knotclient.Config) { c.BaseURL = "https://u:hunter2%zz@example.com" }, want: "does not parse"},
 		{name: "insecure transport", mutate: func(c *knotclient.Config) {
 			c.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // the test asserts it is refused
 		}, want: "InsecureSkipVerify"},
+		{name: "TLS key log", mutate: func(c *knotclient.Config) {
+			c.Transport = &http.Transport{TLSClientConfig: &tls.Config{KeyLogWriter: io.Discard}}
+		}, want: "KeyLogWriter"},
+		{name: "transport doing its own TLS", mutate: func(c *knotclient.Config) {
+			c.Transport = &http.Transport{DialTLSContext: func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("unused") }}
+		}, want: "DialTLSContext"},
+		{name: "transport with a safe TLS config", mutate: func(c *knotclient.Config) {
+			c.Transport = &http.Transport{TLSClientConfig: &tls.Config{ServerName: "mtls.development.knotapi.com"}}
+		}, url: "https://mtls.development.knotapi.com"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,6 +76,7 @@ func TestNewValidatesConfig(t *testing.T) {
 			if tt.want != "" {
 				require.ErrorIs(t, err, knotclient.ErrInvalidConfig)
 				assert.Contains(t, err.Error(), tt.want)
+				assert.NotContains(t, err.Error(), "hunter2", "a URL's credentials are never repeated")
 				assert.Nil(t, c)
 				return
 			}
@@ -193,18 +207,31 @@ func TestCloseStopsCalls(t *testing.T) {
 	require.NoError(t, unused.Close(), "closing a client that never sent is fine")
 }
 
+// TestDevelopmentHelpersRefuseProduction: the development-only calls are
+// refused without a request when the client talks to production, whether
+// through Environment or a BaseURL naming a production host.
 func TestDevelopmentHelpersRefuseProduction(t *testing.T) {
-	c, err := knotclient.New(knotclient.Config{
-		ClientID: "cid", Secret: knotclient.StaticSecret("s"), Certificates: noCertGetter{},
-		Environment: knotclient.Production, Logger: discardLogger(),
-	})
-	require.NoError(t, err)
-	defer c.Close()
-	ctx := context.Background()
-	err = c.DevLinkAccount(ctx, knotclient.DevLinkAccountRequest{ExternalUserID: "u", MerchantID: 19})
-	require.ErrorIs(t, err, knotclient.ErrDevelopmentOnly)
-	err = c.DevDisconnectAccount(ctx, knotclient.DevDisconnectAccountRequest{ExternalUserID: "u", MerchantID: 19})
-	require.ErrorIs(t, err, knotclient.ErrDevelopmentOnly)
+	for name, mutate := range map[string]func(*knotclient.Config){
+		"Environment":           func(c *knotclient.Config) { c.Environment = knotclient.Production },
+		"BaseURL mTLS host":     func(c *knotclient.Config) { c.BaseURL = "https://mtls.production.knotapi.com/" },
+		"BaseURL standard host": func(c *knotclient.Config) { c.BaseURL = "https://PRODUCTION.knotapi.com." },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := knotclient.Config{
+				ClientID: "cid", Secret: knotclient.StaticSecret("s"), Certificates: noCertGetter{},
+				Environment: knotclient.Development, Logger: discardLogger(),
+			}
+			mutate(&cfg)
+			c, err := knotclient.New(cfg)
+			require.NoError(t, err)
+			defer c.Close()
+			ctx := context.Background()
+			err = c.DevLinkAccount(ctx, knotclient.DevLinkAccountRequest{ExternalUserID: "u", MerchantID: 19})
+			require.ErrorIs(t, err, knotclient.ErrDevelopmentOnly)
+			err = c.DevDisconnectAccount(ctx, knotclient.DevDisconnectAccountRequest{ExternalUserID: "u", MerchantID: 19})
+			require.ErrorIs(t, err, knotclient.ErrDevelopmentOnly)
+		})
+	}
 }
 
 func TestInvalidArgumentsSendNothing(t *testing.T) {

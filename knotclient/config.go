@@ -2,6 +2,7 @@ package knotclient
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -98,8 +99,13 @@ type Config struct {
 
 	// Transport, if set, is cloned as the base of the client's transport
 	// (dialer, proxy, timeouts, pool sizes, DisableKeepAlives). Its
-	// TLSClientConfig, if any, is cloned and hooked up to Certificates; it
-	// must not set InsecureSkipVerify.
+	// TLSClientConfig, if any, is cloned and hooked up to Certificates
+	// (TLS 1.2 at least). New refuses a Transport that would weaken or
+	// bypass the client's TLS: TLSClientConfig.InsecureSkipVerify,
+	// TLSClientConfig.KeyLogWriter (it writes the session secrets that
+	// decrypt the Basic-auth secret and card data), or DialTLS /
+	// DialTLSContext (they do the handshake instead of the client, without
+	// its certificate or verification).
 	Transport *http.Transport
 	// WrapTransport, if set, wraps the client's transport once, when it is
 	// built, e.g. otelhttp.NewTransport for tracing. The wrapper sees every
@@ -138,20 +144,25 @@ func (cfg Config) withDefaults() (Config, *url.URL, error) {
 			return cfg, nil, invalid("unknown Environment %q", cfg.Environment)
 		}
 	}
+	// The errors below never repeat the URL: it may carry credentials.
 	u, err := url.Parse(raw)
 	if err != nil {
-		return cfg, nil, invalid("BaseURL: %v", err)
-	}
-	if u.Scheme != "https" || u.Host == "" {
-		return cfg, nil, invalid("BaseURL must be an absolute https URL, got %q", raw)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text quotes the whole URL
+		}
+		return cfg, nil, invalid("BaseURL does not parse: %v", err)
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return cfg, nil, invalid("BaseURL must not carry user info, a query or a fragment")
 	}
+	if u.Scheme != "https" || u.Host == "" {
+		return cfg, nil, invalid("BaseURL must be an absolute https URL, got scheme %q", u.Scheme)
+	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
-	if cfg.Transport != nil && cfg.Transport.TLSClientConfig != nil && cfg.Transport.TLSClientConfig.InsecureSkipVerify {
-		return cfg, nil, invalid("Transport.TLSClientConfig.InsecureSkipVerify is not allowed; set RootCAs instead")
+	if err := checkTransport(cfg.Transport); err != nil {
+		return cfg, nil, err
 	}
 	if cfg.KnotVersion == "" {
 		cfg.KnotVersion = DefaultKnotVersion
@@ -185,4 +196,24 @@ func (cfg Config) withDefaults() (Config, *url.URL, error) {
 		cfg.Logger = slog.Default()
 	}
 	return cfg, u, nil
+}
+
+// checkTransport refuses a base transport that would weaken or bypass the
+// client's TLS.
+func checkTransport(t *http.Transport) error {
+	if t == nil {
+		return nil
+	}
+	if t.DialTLSContext != nil || t.DialTLS != nil { //nolint:staticcheck // DialTLS is deprecated but still honoured by net/http
+		return invalid("Transport.DialTLS and DialTLSContext are not allowed: the client does the TLS handshake itself, with its certificate and server verification")
+	}
+	if tc := t.TLSClientConfig; tc != nil {
+		if tc.InsecureSkipVerify {
+			return invalid("Transport.TLSClientConfig.InsecureSkipVerify is not allowed; set RootCAs instead")
+		}
+		if tc.KeyLogWriter != nil {
+			return invalid("Transport.TLSClientConfig.KeyLogWriter is not allowed: it writes TLS session secrets")
+		}
+	}
+	return nil
 }

@@ -3,6 +3,8 @@ package knotclient
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 )
 
 // DevLinkAccountRequest is the body of POST /development/accounts/link.
@@ -26,7 +28,7 @@ type DevTransactions struct {
 // DevLinkAccount links a merchant account without the SDK, in the
 // development environment only: POST /development/accounts/link. It
 // returns [ErrDevelopmentOnly] without sending anything when the client is
-// configured for [Production].
+// configured for [Production] or its BaseURL is a production host.
 //
 // Not retried: it fires webhooks and generates data.
 func (c *Client) DevLinkAccount(ctx context.Context, req DevLinkAccountRequest) error {
@@ -55,9 +57,22 @@ func (c *Client) DevDisconnectAccount(ctx context.Context, req DevDisconnectAcco
 	return c.do(ctx, call{method: "POST", op: "POST /development/accounts/disconnect", path: "/development/accounts/disconnect", body: req}, nil)
 }
 
+// devOnly refuses the development helpers when the client talks to Knot's
+// production environment, whether chosen by Environment or by a BaseURL
+// naming a production host.
 func (c *Client) devOnly(method string) error {
 	if c.cfg.BaseURL == "" && c.cfg.Environment == Production {
 		return fmt.Errorf("%w: %s", ErrDevelopmentOnly, method)
 	}
+	if u, err := url.Parse(c.baseURL); err == nil {
+		host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+		if host == productionHost || strings.HasSuffix(host, "."+productionHost) {
+			return fmt.Errorf("%w: %s (BaseURL is a production host)", ErrDevelopmentOnly, method)
+		}
+	}
 	return nil
 }
+
+// productionHost is the domain of Knot's production hosts
+// (production.knotapi.com, mtls.production.knotapi.com).
+const productionHost = "production.knotapi.com"

@@ -21,7 +21,8 @@ var (
 	// a required argument that forms part of the URL (an ID) is empty.
 	ErrInvalidArgument = errors.New("knotclient: invalid argument")
 	// ErrDevelopmentOnly is returned by the development helpers when the
-	// client is configured for [Production].
+	// client is configured for [Production] or its BaseURL is a production
+	// host.
 	ErrDevelopmentOnly = errors.New("knotclient: endpoint exists only in the development environment")
 	// ErrTooManyPages is yielded by the iterators when a listing did not end
 	// within Config.MaxPages pages or Knot returned the same cursor twice.
