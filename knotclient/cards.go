@@ -22,10 +22,19 @@ type JWK struct {
 	Use    string   `json:"use"`
 }
 
-// PublicKey decodes the RSA public key.
+// minJWKBits is the smallest RSA modulus [JWK.PublicKey] accepts: Knot's
+// key is RSA-2048, and card data must not be encrypted to anything weaker.
+const minJWKBits = 2048
+
+// PublicKey decodes the RSA public key. It refuses a key that is not fit to
+// encrypt card data to: a modulus under 2048 bits, an exponent that is even
+// or below 3, or a key whose "use" is set to something other than "enc".
 func (k *JWK) PublicKey() (*rsa.PublicKey, error) {
 	if k.Kty != "RSA" {
 		return nil, fmt.Errorf("knotclient: jwk: key type %q is not RSA", k.Kty)
+	}
+	if k.Use != "" && k.Use != "enc" {
+		return nil, fmt.Errorf("knotclient: jwk: key use %q is not enc", k.Use)
 	}
 	n, err := base64.RawURLEncoding.DecodeString(k.N)
 	if err != nil || len(n) == 0 {
@@ -39,7 +48,14 @@ func (k *JWK) PublicKey() (*rsa.PublicKey, error) {
 	for _, b := range e {
 		exp = exp<<8 | int(b)
 	}
-	return &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: exp}, nil
+	if exp < 3 || exp%2 == 0 || exp > 1<<31-1 {
+		return nil, fmt.Errorf("knotclient: jwk: unsafe RSA exponent %d", exp)
+	}
+	mod := new(big.Int).SetBytes(n)
+	if bits := mod.BitLen(); bits < minJWKBits {
+		return nil, fmt.Errorf("knotclient: jwk: RSA modulus of %d bits is below %d", bits, minJWKBits)
+	}
+	return &rsa.PublicKey{N: mod, E: exp}, nil
 }
 
 // GetJWEKey returns the public key to encrypt card data to: GET /jwe/key.

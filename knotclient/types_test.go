@@ -1,6 +1,9 @@
 package knotclient_test
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"testing"
 	"time"
@@ -61,12 +64,35 @@ func TestDateTime(t *testing.T) {
 	assert.Error(t, err)
 }
 
-func TestJWKPublicKeyRejectsBadKeys(t *testing.T) {
+// TestJWKPublicKey: a sound RSA-2048 key decodes; keys that are malformed
+// or too weak to encrypt card data to are refused.
+func TestJWKPublicKey(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	small, err := rsa.GenerateKey(rand.Reader, 1024)
+	require.NoError(t, err)
+	b64 := base64.RawURLEncoding.EncodeToString
+	n2048, n1024 := b64(key.N.Bytes()), b64(small.N.Bytes())
+
+	good := knotclient.JWK{Kty: "RSA", Alg: "RSA-OAEP-256", Use: "enc", N: n2048, E: "AQAB"}
+	pub, err := good.PublicKey()
+	require.NoError(t, err)
+	assert.True(t, key.PublicKey.Equal(pub))
+	noUse := good
+	noUse.Use = ""
+	_, err = noUse.PublicKey()
+	assert.NoError(t, err, "use is optional")
+
 	for name, k := range map[string]knotclient.JWK{
-		"not RSA":       {Kty: "EC", N: "AQAB", E: "AQAB"},
-		"bad modulus":   {Kty: "RSA", N: "!!", E: "AQAB"},
-		"no exponent":   {Kty: "RSA", N: "AQAB", E: ""},
-		"huge exponent": {Kty: "RSA", N: "AQAB", E: "AQABAQAB"},
+		"not RSA":          {Kty: "EC", N: n2048, E: "AQAB"},
+		"signing key":      {Kty: "RSA", Use: "sig", N: n2048, E: "AQAB"},
+		"bad modulus":      {Kty: "RSA", N: "!!", E: "AQAB"},
+		"1024-bit modulus": {Kty: "RSA", N: n1024, E: "AQAB"},
+		"tiny modulus":     {Kty: "RSA", N: "AQAB", E: "AQAB"},
+		"no exponent":      {Kty: "RSA", N: n2048, E: ""},
+		"exponent 1":       {Kty: "RSA", N: n2048, E: "AQ"},
+		"even exponent":    {Kty: "RSA", N: n2048, E: "BA"},
+		"huge exponent":    {Kty: "RSA", N: n2048, E: "AQABAQAB"},
 	} {
 		_, err := k.PublicKey()
 		assert.Error(t, err, name)

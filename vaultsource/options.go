@@ -81,8 +81,10 @@ func optionError(format string, args ...any) error {
 }
 
 // WithRelogin sets what is called when Vault answers 403: the request is
-// retried once after r.Relogin succeeds. Without it a 403 is reported as
-// [ErrPermissionDenied] at once.
+// retried once after r.Relogin succeeds. If the client's token changed while
+// the request was under way (a concurrent caller's re-login), the request is
+// retried once with that token instead of logging in again. Without it a
+// 403 is reported as [ErrPermissionDenied] at once.
 func WithRelogin(r Relogger) Option {
 	return func(c *config) error { c.relogin = r; return nil }
 }

@@ -56,7 +56,9 @@ type fakeTransit struct {
 	maxSalt bool
 	// answerVersion, if set, is the version named in the signature.
 	answerVersion int
-	signs         []map[string]any // decoded bodies of the sign requests
+	// onForbid, if set, runs before a 403 is sent.
+	onForbid func()
+	signs    []map[string]any // decoded bodies of the sign requests
 }
 
 // tamper changes the fake's answers under its lock.
@@ -129,9 +131,12 @@ func (f *fakeTransit) sign(t *testing.T, w http.ResponseWriter, r *http.Request)
 	}
 	f.mu.Lock()
 	f.signs = append(f.signs, body)
-	signWith, maxSalt, answerVersion := f.signWith, f.maxSalt, f.answerVersion
+	signWith, maxSalt, answerVersion, onForbid := f.signWith, f.maxSalt, f.answerVersion, f.onForbid
 	f.mu.Unlock()
 	if f.forbid.Add(-1) >= 0 {
+		if onForbid != nil {
+			onForbid()
+		}
 		writeJSON(w, http.StatusForbidden, map[string]any{"errors": []string{"permission denied"}})
 		return
 	}
@@ -353,33 +358,42 @@ func (r *countingRelogger) Relogin(context.Context) error {
 // TestTransitSignReloginOnce proves the 403 handling on the signing path:
 // one re-login and one retry; a 403 that survives the re-login, or a failed
 // re-login, is ErrPermissionDenied after exactly one re-login, naming the
-// capability the token lacks.
+// capability the token lacks. When another caller's re-login replaced the
+// token meanwhile, the retry uses that token without a login of its own.
 func TestTransitSignReloginOnce(t *testing.T) {
 	loginErr := errors.New("approle: invalid secret id")
 	tests := []struct {
-		name      string
-		forbid    int32
-		loginErr  error
-		wantErr   error
-		wantSigns int
+		name       string
+		forbid     int32
+		loginErr   error
+		concurrent bool // another caller's re-login sets a new token meanwhile
+		wantErr    error
+		wantLogins int32
+		wantSigns  int
 	}{
-		{"revoked token replaced", 1, nil, nil, 2},
-		{"403 after the re-login", 5, nil, vaultsource.ErrPermissionDenied, 2},
-		{"re-login fails", 5, loginErr, vaultsource.ErrPermissionDenied, 1},
+		{"revoked token replaced", 1, nil, false, nil, 1, 2},
+		{"403 after the re-login", 5, nil, false, vaultsource.ErrPermissionDenied, 1, 2},
+		{"re-login fails", 5, loginErr, false, vaultsource.ErrPermissionDenied, 1, 1},
+		{"token replaced by a concurrent re-login", 1, nil, true, nil, 0, 2},
+		{"403 with the concurrently set token", 5, nil, true, vaultsource.ErrPermissionDenied, 0, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeTransit(pkitest.CachedRSAKey(2048, 0))
 			rl := &countingRelogger{err: tt.loginErr}
-			src, err := vaultsource.NewTransit(f.serve(t), "transit", "knot", vaultsource.WithRelogin(rl))
+			client := f.serve(t)
+			src, err := vaultsource.NewTransit(client, "transit", "knot", vaultsource.WithRelogin(rl))
 			require.NoError(t, err)
 			b, err := src.Fetch(t.Context())
 			require.NoError(t, err)
 			f.forbid.Store(tt.forbid)
+			if tt.concurrent {
+				f.tamper(func(f *fakeTransit) { f.onForbid = func() { client.SetToken("fake-token-2") } })
+			}
 
 			_, err = b.Key.Sign(rand.Reader, hashOf(crypto.SHA256, "transcript"), crypto.SHA256)
-			assert.Equal(t, int32(1), rl.calls.Load(), "exactly one re-login")
-			assert.Equal(t, tt.wantSigns, f.signCount())
+			assert.Equal(t, tt.wantLogins, rl.calls.Load(), "re-logins")
+			assert.Equal(t, tt.wantSigns, f.signCount(), "sign requests: the first and at most one retry")
 			if tt.wantErr == nil {
 				require.NoError(t, err)
 				return

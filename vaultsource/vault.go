@@ -12,7 +12,9 @@ import (
 )
 
 // vault performs requests through a caller-configured *api.Client and turns
-// Vault's answers into *Error values. It retries a 403 once after a re-login.
+// Vault's answers into *Error values. It retries a 403 once: after a
+// re-login, or at once when another caller's re-login already replaced the
+// token the request was sent with.
 type vault struct {
 	client  *api.Client
 	relogin Relogger
@@ -33,8 +35,16 @@ type request struct {
 // whose body still carries data (a deleted KV v2 version) it returns that
 // secret as well.
 func (v *vault) do(ctx context.Context, r request) (*api.Secret, error) {
+	token := v.client.Token()
 	sec, status, err := v.once(ctx, r)
 	if status != http.StatusForbidden || v.relogin == nil || r.noRelogin {
+		return sec, err
+	}
+	// A token set while this request was under way (a concurrent caller's
+	// re-login) is tried as is: many handshakes that fail together with a
+	// revoked token cause one login, not one each.
+	if v.client.Token() != token {
+		sec, _, err = v.once(ctx, r)
 		return sec, err
 	}
 	if rerr := v.relogin.Relogin(ctx); rerr != nil {
