@@ -68,7 +68,8 @@
 // NextCursor), and [Client.AllTransactions], [Client.AllSubscriptions] and
 // [Client.AllDetectedAccounts] iterate items. Iteration stops after the page
 // whose next_cursor is null, at the first error (yielded), after
-// Config.MaxPages pages, or if Knot repeats a cursor.
+// Config.MaxPages pages, or (with [ErrTooManyPages]) if Knot hands out a
+// cursor it already handed out.
 //
 // # Webhooks
 //

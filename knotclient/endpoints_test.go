@@ -520,6 +520,27 @@ func TestIterators(t *testing.T) {
 		assert.Equal(t, 2, f.hits(), "first page, then the page that repeats its cursor")
 		assert.Equal(t, 3, n)
 	})
+	t.Run("a cursor cycle ends with ErrTooManyPages", func(t *testing.T) {
+		f := newFake(t, sequence(
+			respond(200, page(`{"transactions":[{"id":"a"}]`, "A")),
+			respond(200, page(`{"transactions":[{"id":"b"}]`, "B")),
+			respond(200, page(`{"transactions":[{"id":"c"}]`, "A")),
+			respond(200, page(`{"transactions":[{"id":"never"}]`, "")),
+		))
+		c := f.client(t)
+		var ids []string
+		var last error
+		for tx, err := range c.AllTransactions(ctx, knotclient.SyncTransactionsRequest{MerchantID: 4, ExternalUserID: "u"}) {
+			if err != nil {
+				last = err
+				continue
+			}
+			ids = append(ids, tx.ID)
+		}
+		require.ErrorIs(t, last, knotclient.ErrTooManyPages)
+		assert.Equal(t, []string{"a", "b", "c"}, ids)
+		assert.Equal(t, 3, f.hits(), "the page that hands out A again is the last one fetched")
+	})
 	t.Run("MaxPages bounds a listing that never ends", func(t *testing.T) {
 		var n int
 		var mu sync.Mutex

@@ -9,12 +9,14 @@ import (
 // pages walks a cursor-paginated listing starting at cursor start ("" for
 // the beginning). It stops after the page whose next cursor is null or
 // empty, on the first error, when the caller stops, and (with
-// ErrTooManyPages) after maxPages pages or when Knot repeats a cursor.
+// ErrTooManyPages) after maxPages pages or when Knot hands out a cursor it
+// already handed out (or was started from), which would loop.
 func pages[P any](ctx context.Context, maxPages int, start string,
 	fetch func(ctx context.Context, cursor string) (P, *string, error)) iter.Seq2[P, error] {
 	return func(yield func(P, error) bool) {
 		var zero P
 		cursor := start
+		seen := map[string]bool{start: true}
 		for n := 0; ; n++ {
 			if n >= maxPages {
 				yield(zero, fmt.Errorf("%w: more than %d pages", ErrTooManyPages, maxPages))
@@ -31,10 +33,11 @@ func pages[P any](ctx context.Context, maxPages int, start string,
 			if next == nil || *next == "" {
 				return
 			}
-			if *next == cursor {
-				yield(zero, fmt.Errorf("%w: the server returned the cursor it was sent", ErrTooManyPages))
+			if seen[*next] {
+				yield(zero, fmt.Errorf("%w: the server returned a cursor it had already returned", ErrTooManyPages))
 				return
 			}
+			seen[*next] = true
 			cursor = *next
 		}
 	}
