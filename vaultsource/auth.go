@@ -49,7 +49,7 @@ var (
 type LoginError struct {
 	Method string // e.g. "approle", "kubernetes", "token file"
 	Reason string // why the login happened: "start", "relogin", "expiring", ...
-	Err    error
+	Err    error  // the cause, never holding a credential
 }
 
 // Error formats the error on one line (Vault's multi-line API errors are
@@ -103,8 +103,8 @@ func (k AuthEventKind) String() string {
 // AuthEvent is passed to the hooks registered with [OnAuthEvent]. It never
 // carries the token.
 type AuthEvent struct {
-	Kind      AuthEventKind
-	Method    string
+	Kind      AuthEventKind // what happened
+	Method    string        // the auth method's name, e.g. "approle"
 	Reason    string        // for logins: why the login happened
 	TTL       time.Duration // for logins and renewals: the token's TTL, 0 = never expires
 	Renewable bool          // for logins and renewals
@@ -115,6 +115,7 @@ type AuthEvent struct {
 
 // AuthStatus is a snapshot of an [Auth], for operators and tests.
 type AuthStatus struct {
+	// Method is the auth method's name, e.g. "approle".
 	Method string
 	// LoggedIn is true once a login succeeded: its token is set on the client.
 	LoggedIn bool
@@ -123,21 +124,21 @@ type AuthStatus struct {
 	// LoginFailures counts failed logins; ConsecutiveFailures those since the
 	// last success.
 	LoginFailures       int
-	ConsecutiveFailures int
+	ConsecutiveFailures int // failed logins since the last successful one
 	// Renewals counts successful token renewals.
 	Renewals    int
-	LastLogin   time.Time
-	LastRenewal time.Time
+	LastLogin   time.Time // when the last successful login finished
+	LastRenewal time.Time // when the last renewal succeeded
 	// LastError is the most recent failure (login, or renewal that ended the
 	// watch). A later success does not clear it: compare LastErrorTime with
 	// LastLogin, or look at ConsecutiveFailures.
 	LastError     error
-	LastErrorTime time.Time
+	LastErrorTime time.Time // when LastError happened
 	// TokenTTL is the TTL reported by the last login or renewal, 0 when the
 	// token never expires. TokenExpires is when it runs out (zero if never).
 	TokenTTL     time.Duration
-	TokenExpires time.Time
-	Renewable    bool
+	TokenExpires time.Time // zero when the token never expires
+	Renewable    bool      // whether Vault said the token can be renewed
 	// Watching is true while an api.LifetimeWatcher watches the token.
 	Watching bool
 }

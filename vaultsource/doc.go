@@ -26,7 +26,7 @@
 // api.NewClient read VAULT_ADDR, VAULT_CACERT, VAULT_NAMESPACE and the other
 // standard variables. Keeping the client logged in is the job of this
 // package's Auth; give it to a source with [WithRelogin] so that a 403 (a
-// revoked or expired token) triggers one re-login and one retry.
+// revoked or expired token) triggers at most one re-login and one retry.
 //
 // Constructors do no I/O and sources do not cache. Every error from the
 // sources and provisioning is an [*Error] wrapping a sentinel such as [ErrSecretNotFound] or

@@ -44,6 +44,7 @@ type containerBackend struct {
 // logfLogger adapts a printf function to testcontainers' logger.
 type logfLogger func(format string, args ...any)
 
+// Printf logs one message through the printf function.
 func (l logfLogger) Printf(format string, args ...any) { l(format, args...) }
 
 // dockerClient connects to the Docker engine the way testcontainers finds

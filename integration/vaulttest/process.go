@@ -224,6 +224,7 @@ type ringBuffer struct {
 
 func newRingBuffer(max int) *ringBuffer { return &ringBuffer{max: max} }
 
+// Write appends p, dropping the oldest bytes beyond the limit.
 func (r *ringBuffer) Write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -235,6 +236,7 @@ func (r *ringBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// String returns what is kept, marked when earlier output was dropped.
 func (r *ringBuffer) String() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
