@@ -302,41 +302,57 @@ func TestRotationClosesIdleConnections(t *testing.T) {
 }
 
 // TestRotationWithRequestInFlight: a connection busy at rotation time is
-// not reused afterwards and is closed once its response is done.
+// not reused afterwards and is closed once its response is done. The
+// response is held (its headers arrived, its body is unread, so the
+// connection is busy) until the rotation has happened: no timing involved.
 func TestRotationWithRequestInFlight(t *testing.T) {
 	srv := knottest.NewTestServer(t)
 	src := &rotatingSource{}
-	old := issue(t, srv)
+	old, next := issue(t, srv), issue(t, srv)
 	src.cur.Store(old)
 	p := newProvider(t, srv, src, true)
 	dialer := &trackingDialer{}
+	held, release := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
 	c := newKnottestClient(t, srv, p, func(cfg *knotclient.Config) {
 		cfg.Transport = &http.Transport{DialContext: dialer.DialContext}
+		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				resp, err := rt.RoundTrip(r)
+				if err == nil && first.CompareAndSwap(false, true) {
+					close(held)
+					<-release
+				}
+				return resp, err
+			})
+		}
 	})
 	ctx := context.Background()
 
-	srv.Fail(knottest.Fault{Path: "/jwe/key", Delay: 300 * time.Millisecond, Times: 1})
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.GetJWEKey(ctx)
 		done <- err
 	}()
-	require.Eventually(t, func() bool { return len(srv.Requests()) == 1 }, 5*time.Second, time.Millisecond)
+	<-held // the response is in flight on the only connection
+	busy := dialer.snapshot()
+	require.Len(t, busy, 1)
 
-	next := issue(t, srv)
 	src.cur.Store(next)
 	require.NoError(t, p.Refresh(ctx))
+	assert.False(t, busy[0].closed.Load(), "a busy connection is not cut by the rotation")
+	close(release)
 	require.NoError(t, <-done, "the request in flight completes on its connection")
-
-	busy := dialer.snapshot()[0]
-	require.Eventually(t, busy.closed.Load, 5*time.Second, time.Millisecond,
+	require.Eventually(t, busy[0].closed.Load, 5*time.Second, time.Millisecond,
 		"the old connection closes once its response is done")
+
 	_, err := c.GetJWEKey(ctx)
 	require.NoError(t, err)
 	reqs := srv.Requests()
 	require.Len(t, reqs, 2)
 	assert.Equal(t, provider.SerialHex(old.Leaf()), reqs[0].ClientSerial)
 	assert.Equal(t, provider.SerialHex(next.Leaf()), reqs[1].ClientSerial)
+	assert.Len(t, dialer.snapshot(), 2, "the request after the rotation dialled a new connection")
 }
 
 // TestRotationUnderConcurrentLoad: 8 goroutines call continuously while the
@@ -385,13 +401,15 @@ func TestRotationUnderConcurrentLoad(t *testing.T) {
 			}
 		})
 	}
-	require.Eventually(t, func() bool { return ok.Load() > 200 }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return ok.Load() > 200 }, 30*time.Second, time.Millisecond)
 	src.cur.Store(next)
 	require.NoError(t, p.Refresh(context.Background()))
 	rotated.Store(true)
 	before := ok.Load()
-	require.Eventually(t, func() bool { return ok.Load() > before+200 }, 10*time.Second, time.Millisecond)
-	time.Sleep(500 * time.Millisecond) // keep the load on for a while after rotation
+	// At most one call per worker was already running when rotated was
+	// set, so more than 200+workers completions from here on include more
+	// than 200 calls started after the rotation: a count, not a sleep.
+	require.Eventually(t, func() bool { return ok.Load() > before+200+workers }, 30*time.Second, time.Millisecond)
 	cancel()
 	wg.Wait()
 

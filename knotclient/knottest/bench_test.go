@@ -54,6 +54,7 @@ func BenchmarkRequest(b *testing.B) {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{
 		Certificates: []tls.Certificate{*bundle.TLSCertificate()},
 		RootCAs:      s.RootCAs(),
+		MinVersion:   tls.VersionTLS12,
 	}}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -77,6 +78,7 @@ func ExampleServer_Fail() {
 	transport := &http.Transport{TLSClientConfig: &tls.Config{
 		Certificates: []tls.Certificate{*bundle.TLSCertificate()},
 		RootCAs:      srv.RootCAs(),
+		MinVersion:   tls.VersionTLS12,
 	}}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport}
@@ -89,6 +91,7 @@ func ExampleServer_Fail() {
 		if err != nil {
 			panic(err)
 		}
+		_, _ = io.Copy(io.Discard, resp.Body) // read to the end so the connection is reused
 		resp.Body.Close()
 		fmt.Println(resp.StatusCode, resp.Header.Get("Retry-After"))
 	}

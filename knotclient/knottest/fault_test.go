@@ -89,9 +89,15 @@ func TestFaultDelayOutlivesClientTimeout(t *testing.T) {
 	var logs syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	s, c, _ := setup(t, knottest.WithLogger(logger))
+	// Warm the connection first: the timed-out request must reach the
+	// handler, which a cold TLS handshake on a loaded machine might not do
+	// within the client's timeout.
+	resp, raw := mustSend(t, c, s, http.MethodGet, "/jwe/key", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "body: %s", raw)
+	s.Reset()
 	s.Fail(knottest.Fault{Delay: time.Hour, Times: 1})
 
-	c.Timeout = 200 * time.Millisecond
+	c.Timeout = time.Second
 	_, _, err := send(c, s, http.MethodGet, "/jwe/key", nil)
 	require.Error(t, err)
 	var ne net.Error
@@ -103,7 +109,7 @@ func TestFaultDelayOutlivesClientTimeout(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "status=0") }, 10*time.Second, 5*time.Millisecond)
 
 	c.Timeout = 30 * time.Second
-	resp, raw := mustSend(t, c, s, http.MethodGet, "/jwe/key", nil)
+	resp, raw = mustSend(t, c, s, http.MethodGet, "/jwe/key", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "body: %s", raw)
 
 	reqs := s.Requests()
