@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -123,8 +124,14 @@ func runCheck(ctx context.Context, e *env, f *checkFlags) error {
 	if base == "" {
 		base = knotclient.Environment(f.env).BaseURL()
 	}
-	if !strings.HasPrefix(base, "https://") {
-		return usagef("--base-url %q: Knot is called over https only", base)
+	// The messages below do not repeat the URL: it could carry credentials,
+	// and the report prints the URL.
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return usagef("--base-url must be an absolute https:// URL: Knot is called over https only")
+	}
+	if u.User != nil {
+		return usagef("--base-url must not carry user info: the Knot secret comes from --secret-env or --secret-kv")
 	}
 	var cfg knotclient.Config
 	if f.caFile != "" {
@@ -136,7 +143,7 @@ func runCheck(ctx context.Context, e *env, f *checkFlags) error {
 	}
 	rep := &CheckReport{ClientID: f.clientID, Environment: f.env, URL: base,
 		Operation: "POST /merchant/list", Store: f.target.location()}
-	err := f.call(ctx, e, cfg, rep)
+	err = f.call(ctx, e, cfg, rep)
 	if err != nil {
 		if ExitCodeOf(err) == ExitUsage {
 			return err

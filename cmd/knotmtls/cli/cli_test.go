@@ -133,6 +133,8 @@ func TestUsageErrors(t *testing.T) {
 		{"kubernetes without role", append([]string{"status", "--auth", "kubernetes"}, id...), "--k8s-role"},
 		{"import without cert", append([]string{"import"}, id...), "--cert is required"},
 		{"check over http", append([]string{"check", "--base-url", "http://knot.example"}, id...), "https only"},
+		{"check over http with credentials", append([]string{"check", "--base-url", "http://u:hunter2@knot.example"}, id...), "https only"},
+		{"check with credentials in the URL", append([]string{"check", "--base-url", "https://u:hunter2@knot.example"}, id...), "must not carry user info"},
 		{"check without secret", append([]string{"check"}, id...), "KNOT_SECRET (--secret-env) is empty"},
 		{"check with no secret source", append([]string{"check", "--secret-env", ""}, id...), "--secret-env VAR or --secret-kv PATH"},
 		{"ca file from stdin", append([]string{"status", "--knot-ca", "-"}, id...), "cannot be read from stdin"},
@@ -143,6 +145,7 @@ func TestUsageErrors(t *testing.T) {
 			r := run(t, tc.args...)
 			assert.Equal(t, cli.ExitUsage, r.code, "stderr: %s", r.stderr)
 			assert.Contains(t, r.stderr, tc.want)
+			assert.NotContains(t, r.stderr, "hunter2", "credentials in a flag are never echoed")
 			assert.Empty(t, r.stdout)
 		})
 	}
