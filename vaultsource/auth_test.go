@@ -175,6 +175,19 @@ func TestAuthLifecycle(t *testing.T) {
 	assert.Equal(t, "fake-token-2", client.Token(), "Close leaves the token on the client")
 }
 
+// waitingCtx reports, once, when Relogin starts waiting on it: Relogin
+// looks at ctx.Done() only after it joined (or started) the shared login.
+type waitingCtx struct {
+	context.Context
+	once    sync.Once
+	waiting chan<- struct{}
+}
+
+func (c *waitingCtx) Done() <-chan struct{} {
+	c.once.Do(func() { c.waiting <- struct{}{} })
+	return c.Context.Done()
+}
+
 func TestReloginSingleFlight(t *testing.T) {
 	leakCheck(t)
 	m := &fakeMethod{}
@@ -185,27 +198,25 @@ func TestReloginSingleFlight(t *testing.T) {
 	m.entered = make(chan int, 64)
 	const callers = 32
 	errs := make(chan error, callers)
-	var started sync.WaitGroup
+	waiting := make(chan struct{}, callers)
 	for range callers {
-		started.Add(1)
 		go func() {
-			started.Done()
-			errs <- a.Relogin(context.Background())
+			errs <- a.Relogin(&waitingCtx{Context: context.Background(), waiting: waiting})
 		}()
 	}
-	started.Wait()
 	require.Equal(t, 2, <-m.entered, "one shared login is in flight")
-	// Let the stragglers reach Relogin while the login is blocked.
-	require.Eventually(t, func() bool { return len(errs) == 0 && m.calls.Load() == 2 }, time.Second, time.Millisecond)
+	// Every caller waits on that login before it may finish.
+	for range callers {
+		<-waiting
+	}
+	assert.Empty(t, errs, "no caller returned while the login is blocked")
 	close(m.gate)
 	for range callers {
 		require.NoError(t, <-errs)
 	}
-	// Callers that arrived after the shared login finished may have started
-	// another one; the ones that waited shared it.
-	assert.LessOrEqual(t, int(m.calls.Load()), 3)
-	assert.Equal(t, int(m.calls.Load()), a.Status().Logins)
-	assert.Equal(t, fmt.Sprintf("fake-token-%d", m.calls.Load()), client.Token())
+	assert.Equal(t, int32(2), m.calls.Load(), "32 concurrent callers share one login")
+	assert.Equal(t, 2, a.Status().Logins)
+	assert.Equal(t, "fake-token-2", client.Token())
 }
 
 func TestReloginCallerCancelDoesNotAbortSharedLogin(t *testing.T) {
