@@ -44,6 +44,7 @@ type Client struct {
 	stopNotify func()
 	closeOnce  sync.Once
 	closed     atomic.Bool
+	done       chan struct{} // closed by Close: ends retry waits
 }
 
 // New returns a Client for cfg. It validates cfg and does no I/O: the
@@ -66,6 +67,7 @@ func New(cfg Config) (*Client, error) {
 		hdrKnotVersion: []string{cfg.KnotVersion},
 		hdrUserAgent:   []string{ua},
 		hdrJSON:        []string{"application/json"},
+		done:           make(chan struct{}),
 	}
 	if n, ok := cfg.Certificates.(notifier); ok {
 		c.stopNotify = n.Notify(c.rotated)
@@ -113,12 +115,15 @@ func (c *Client) rotated(old, new *provider.Bundle) {
 }
 
 // Close unsubscribes from certificate rotation and closes idle connections;
-// responses still being read finish, and their connections close after. It
-// does not close the certificate provider. Calls made after Close return
-// [ErrClosed]. Close is idempotent and always returns nil.
+// responses still being read finish, and their connections close after. A
+// call waiting to retry gives up at once, returning its last error wrapped
+// with [ErrClosed]. It does not close the certificate provider. Calls made
+// after Close return [ErrClosed]. Close is idempotent and always returns
+// nil.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
+		close(c.done)
 		if c.stopNotify != nil {
 			c.stopNotify()
 		}
@@ -162,7 +167,8 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 	if secret == "" {
 		return fmt.Errorf("knotclient: %s: the secret source returned an empty secret", cl.op)
 	}
-	auth := []string{"Basic " + base64.StdEncoding.EncodeToString([]byte(c.cfg.ClientID+":"+secret))}
+	token := base64.StdEncoding.EncodeToString([]byte(c.cfg.ClientID + ":" + secret))
+	auth := []string{"Basic " + token}
 	target := c.baseURL + cl.path
 	if len(cl.query) > 0 {
 		target += "?" + cl.query.Encode()
@@ -180,9 +186,9 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 		)
 		if err == nil {
 			if status >= 200 && status <= 299 {
-				return c.decode(cl, status, body, out)
+				return c.decode(cl, status, body, out, secret, token)
 			}
-			apiErr := newError(cl.op, status, body)
+			apiErr := newError(cl.op, status, body, secret, token)
 			apiErr.Attempts = n
 			ra, hasRA := parseRetryAfter(hdr.Get("Retry-After"), time.Now())
 			apiErr.RetryAfter = ra
@@ -211,7 +217,7 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 			c.log.Info("knot call failed; retrying", "op", cl.op, "error", err,
 				"attempt", n, "max_attempts", attempts, "delay", delay)
 		}
-		if err := sleep(ctx, delay); err != nil {
+		if err := sleep(ctx, c.done, delay); err != nil {
 			return fmt.Errorf("%w (retry abandoned: %w)", lastErr, err)
 		}
 	}
@@ -256,12 +262,12 @@ func (c *Client) attempt(ctx context.Context, hc *http.Client, cl call, target s
 	return resp.StatusCode, resp.Header, b, nil
 }
 
-// decode handles a 2xx response.
-func (c *Client) decode(cl call, status int, body []byte, out any) error {
+// decode handles a 2xx response. secrets are scrubbed from an error.
+func (c *Client) decode(cl call, status int, body []byte, out any, secrets ...string) error {
 	if cl.errorIn200 {
 		var eb errorBody
 		if json.Unmarshal(body, &eb) == nil && (eb.ErrorMessage != "" || eb.Code != "") {
-			e := newError(cl.op, status, body)
+			e := newError(cl.op, status, body, secrets...)
 			e.Attempts = 1
 			return e
 		}

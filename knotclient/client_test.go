@@ -53,6 +53,9 @@ func TestNewValidatesConfig(t *testing.T) {
 		{name: "relative URL", mutate: func(c *knotclient.Config) { c.BaseURL = "/knot" }, want: "https"},
 		{name: "user info in URL", mutate: func(c *knotclient.Config) { c.BaseURL = "https://u:p@example.com" }, want: "user info"},
 		{name: "negative attempts", mutate: func(c *knotclient.Config) { c.MaxAttempts = -1 }, want: "negative"},
+		{name: "colon in client id", mutate: func(c *knotclient.Config) { c.ClientID = "a:b" }, want: "ClientID must not contain"},
+		{name: "header injection in user agent", mutate: func(c *knotclient.Config) { c.UserAgent = "acme\r\nX-Evil: 1" }, want: "control characters"},
+		{name: "newline in Knot-Version", mutate: func(c *knotclient.Config) { c.KnotVersion = "2.0\n" }, want: "control characters"},
 		{name: "credentials in a plain http URL are not echoed", mutate: func(c *knotclient.Config) { c.BaseURL = "http://u:hunter2@example.com" }, want: "user info"},
 		{name: "credentials in an unparsable URL are not echoed", mutate: func(c *knotclient.Config) { c.BaseURL = "https://u:hunter2%zz@example.com" }, want: "does not parse"},
 		{name: "insecure transport", mutate: func(c *knotclient.Config) {

@@ -128,6 +128,12 @@ func (cfg Config) withDefaults() (Config, *url.URL, error) {
 	if cfg.ClientID == "" {
 		return cfg, nil, invalid("ClientID is required")
 	}
+	if strings.ContainsRune(cfg.ClientID, ':') || hasControl(cfg.ClientID) {
+		return cfg, nil, invalid("ClientID must not contain ':' or control characters (it is the Basic-auth user name)")
+	}
+	if hasControl(cfg.KnotVersion) || hasControl(cfg.UserAgent) {
+		return cfg, nil, invalid("KnotVersion and UserAgent must not contain control characters (they are header values)")
+	}
 	if cfg.Secret == nil {
 		return cfg, nil, invalid("Secret is required")
 	}
@@ -216,4 +222,10 @@ func checkTransport(t *http.Transport) error {
 		}
 	}
 	return nil
+}
+
+// hasControl reports whether s has a character that cannot appear in an
+// HTTP header value (net/http would refuse every request carrying it).
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f })
 }

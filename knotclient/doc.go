@@ -36,7 +36,8 @@
 // status and Knot's error_type, error_code and error_message; it tolerates
 // Knot's 500 body {"message":"Server Error"} and bodies that are not JSON.
 // Branch on the code with [IsCode]. Errors never contain the secret, request
-// bodies, session IDs or card data, and the client logs none of them.
+// bodies, session IDs or card data (credentials a proxy echoes back are
+// replaced by REDACTED), and the client logs none of them.
 //
 // # Retries
 //
@@ -46,7 +47,7 @@
 // Retry-After, as seconds or an HTTP date, up to Config.MaxRetryAfter) and
 // 5xx other than 501 and 505. Certificate and TLS-alert errors are not
 // retried (they would fail the same way), and nothing is retried once the
-// caller's context is done. The policy per method:
+// caller's context is done or the client is closed. The policy per method:
 //
 //	retried      GetAccounts, GetAccount, GetJWEKey, GetTransaction, GetSubscription (GETs);
 //	             ListMerchants, SyncTransactions, ListSubscriptions, ListDetectedAccounts,

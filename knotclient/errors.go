@@ -91,7 +91,8 @@ type Error struct {
 	// Type, Code and Message are Knot's error_type, error_code and
 	// error_message. For bodies without them (Knot's 500 body is
 	// {"message":"Server Error"}) Message falls back to the "message" field,
-	// and Type and Code are empty.
+	// and Type and Code are empty. Error() shows at most 512 bytes of
+	// Message.
 	Type    ErrorType
 	Code    ErrorCode
 	Message string
@@ -100,7 +101,9 @@ type Error struct {
 	// Attempts is how many times the request was sent.
 	Attempts int
 	// Body is the raw response body, truncated to 2 KiB. It is what the
-	// server sent and is not shown by Error(); treat it like a response body.
+	// server sent (with the client's own credentials, should a proxy echo
+	// them, replaced by REDACTED) and is not shown by Error(); treat it like
+	// a response body.
 	Body []byte
 }
 
@@ -119,8 +122,11 @@ func (e *Error) Error() string {
 	if e.Type != "" || e.Code != "" {
 		fmt.Fprintf(&b, " %s/%s", e.Type, e.Code)
 	}
-	if e.Message != "" {
-		fmt.Fprintf(&b, ": %q", e.Message)
+	if msg := e.Message; msg != "" {
+		if len(msg) > maxErrorMessage {
+			msg = strings.ToValidUTF8(msg[:maxErrorMessage], "") + "..."
+		}
+		fmt.Fprintf(&b, ": %q", msg)
 	} else if len(e.Body) > 0 && !json.Valid(e.Body) {
 		fmt.Fprintf(&b, ": non-JSON body (%d bytes)", len(e.Body))
 	}
@@ -129,6 +135,9 @@ func (e *Error) Error() string {
 	}
 	return b.String()
 }
+
+// maxErrorMessage bounds how much of Message [Error.Error] shows.
+const maxErrorMessage = 512
 
 // IsCode reports whether err is (or wraps) an [*Error] with the given code.
 func IsCode(err error, code ErrorCode) bool {
@@ -153,7 +162,15 @@ type errorBody struct {
 
 // newError builds an *Error from a response. It never fails: a body that is
 // not JSON, or JSON of another shape, leaves Type, Code and Message empty.
-func newError(op string, status int, body []byte) *Error {
+// Any of secrets (the client's own credentials) found in the body is
+// replaced by REDACTED before anything is kept: Knot does not echo
+// credentials, but a proxy in front of it might echo the request.
+func newError(op string, status int, body []byte, secrets ...string) *Error {
+	for _, s := range secrets {
+		if len(s) >= 4 { // shorter is indistinguishable from ordinary text
+			body = bytes.ReplaceAll(body, []byte(s), []byte("REDACTED"))
+		}
+	}
 	e := &Error{Operation: op, StatusCode: status}
 	if len(body) > maxErrorBody {
 		e.Body = bytes.Clone(body[:maxErrorBody])
@@ -165,6 +182,11 @@ func newError(op string, status int, body []byte) *Error {
 		e.Type, e.Code, e.Message = eb.Type, eb.Code, eb.ErrorMessage
 		if e.Message == "" {
 			e.Message = eb.Message
+		}
+		for _, s := range secrets { // it may have been JSON-escaped in the body
+			if len(s) >= 4 {
+				e.Message = strings.ReplaceAll(e.Message, s, "REDACTED")
+			}
 		}
 	}
 	return e

@@ -2,6 +2,7 @@ package knotclient_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"strings"
@@ -143,4 +144,47 @@ func TestDecodeErrorIsReported(t *testing.T) {
 	_, err := c.SyncTransactions(context.Background(), knotclient.SyncTransactionsRequest{MerchantID: 1, ExternalUserID: "u"})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "knotclient: POST /transactions/sync: decode response")
+}
+
+// TestErrorScrubsEchoedCredentials: a proxy that echoes the request
+// (Authorization header, decoded credentials) into its error body does not
+// get the secret into the error text, Message or Body.
+func TestErrorScrubsEchoedCredentials(t *testing.T) {
+	token := base64.StdEncoding.EncodeToString([]byte(testClientID + ":" + testSecret))
+	for name, tc := range map[string]struct {
+		status int
+		call   func(*knotclient.Client) error
+	}{
+		"error status": {502, func(c *knotclient.Client) error { _, err := c.GetJWEKey(context.Background()); return err }},
+		"error in a 200 from /card": {200, func(c *knotclient.Client) error {
+			return c.SwitchCard(context.Background(), knotclient.SwitchCardRequest{TaskID: "1", JWE: "a.b.c.d.e"})
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			// The secret appears raw and JSON-escaped (\u0033 is "3").
+			escaped := strings.ReplaceAll(testSecret, "3", `\u0033`)
+			body := `{"error_code":"ECHO","error_message":"you sent Authorization: Basic ` + token + ` (` + testSecret + `, ` + escaped + `)"}`
+			f := newFake(t, respond(tc.status, body))
+			c := f.client(t, func(cfg *knotclient.Config) { cfg.MaxAttempts = 1 })
+			err := tc.call(c)
+			var e *knotclient.Error
+			require.ErrorAs(t, err, &e)
+			for _, text := range []string{err.Error(), e.Message, string(e.Body)} {
+				assert.NotContains(t, text, testSecret)
+				assert.NotContains(t, text, token)
+			}
+			assert.Contains(t, e.Message, "Basic REDACTED")
+		})
+	}
+}
+
+func TestErrorMessageIsBoundedInText(t *testing.T) {
+	f := newFake(t, respond(400, `{"error_code":"X","error_message":"`+strings.Repeat("m", 100_000)+`"}`))
+	c := f.client(t)
+	_, err := c.GetJWEKey(context.Background())
+	var e *knotclient.Error
+	require.ErrorAs(t, err, &e)
+	assert.Len(t, e.Message, 100_000, "the field keeps the whole message")
+	assert.Less(t, len(err.Error()), 700)
+	assert.True(t, strings.HasSuffix(err.Error(), `..."`), err.Error())
 }

@@ -99,10 +99,15 @@ func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
 	return max(t.Sub(now), 0), true
 }
 
-// sleep waits d or until ctx is done. It returns
-// context.DeadlineExceeded at once, without waiting, when ctx's deadline
-// falls before the wait would end.
-func sleep(ctx context.Context, d time.Duration) error {
+// sleep waits d or until ctx is done or closed is closed (then it returns
+// [ErrClosed]). It returns context.DeadlineExceeded at once, without
+// waiting, when ctx's deadline falls before the wait would end.
+func sleep(ctx context.Context, closed <-chan struct{}, d time.Duration) error {
+	select {
+	case <-closed:
+		return ErrClosed
+	default:
+	}
 	if d <= 0 {
 		return ctx.Err()
 	}
@@ -116,5 +121,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-closed:
+		return ErrClosed
 	}
 }

@@ -184,6 +184,33 @@ func TestCancelStopsRetrying(t *testing.T) {
 	assert.Equal(t, 1, f.hits())
 }
 
+// TestCloseEndsRetryWait: a call waiting to retry gives up when the client
+// is closed, with its last error and ErrClosed, instead of retrying over a
+// closed client.
+func TestCloseEndsRetryWait(t *testing.T) {
+	f := newFake(t, respond(503, `{"message":"Server Error"}`))
+	c := f.client(t, func(cfg *knotclient.Config) {
+		cfg.RetryBaseDelay = time.Hour
+		cfg.RetryMaxDelay = time.Hour
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.GetJWEKey(context.Background())
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return f.hits() == 1 }, 10*time.Second, time.Millisecond)
+	require.NoError(t, c.Close())
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the call kept waiting after Close")
+	}
+	require.ErrorIs(t, err, knotclient.ErrClosed)
+	assert.True(t, knotclient.IsStatus(err, 503), "the last attempt's error stays reachable")
+	assert.Equal(t, 1, f.hits())
+}
+
 func TestDeadlineShorterThanBackoffEndsAtOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
