@@ -192,8 +192,11 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 			apiErr.Attempts = n
 			ra, hasRA := parseRetryAfter(hdr.Get("Retry-After"), time.Now())
 			apiErr.RetryAfter = ra
-			if !cl.retry || n >= attempts || !retryableStatus(status) || ctx.Err() != nil {
+			if !cl.retry || n >= attempts || !retryableStatus(status) {
 				return apiErr
+			}
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("%w (retry abandoned: %w)", apiErr, err)
 			}
 			if hasRA && ra > c.cfg.MaxRetryAfter {
 				return apiErr

@@ -2,7 +2,6 @@ package knotclient_test
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"testing"
 	"time"
@@ -179,8 +178,9 @@ func TestCancelStopsRetrying(t *testing.T) {
 		cfg.MaxAttempts = 10
 	})
 	_, err := c.GetJWEKey(ctx)
-	require.Error(t, err)
-	assert.True(t, errors.Is(err, context.Canceled) || knotclient.IsStatus(err, 503), err.Error())
+	// Whether the cancellation cut the response or came before the retry,
+	// the caller can tell the call was cancelled.
+	require.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, 1, f.hits())
 }
 
