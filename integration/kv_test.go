@@ -402,6 +402,13 @@ func TestKVDeletedLatestVersion(t *testing.T) {
 	require.ErrorIs(t, err, vaultsource.ErrSecretNotFound)
 	_, err = missing.Version(ctx)
 	require.ErrorIs(t, err, vaultsource.ErrSecretNotFound)
+
+	// The API path pasted as the secret's path: KV v2 adds data/ itself.
+	pasted, err := vaultsource.NewKV(e.client, "secret", "data/"+path)
+	require.NoError(t, err)
+	_, err = pasted.Fetch(ctx)
+	require.ErrorIs(t, err, vaultsource.ErrSecretNotFound)
+	assert.Contains(t, err.Error(), "without the API's data/ or metadata/ prefix")
 }
 
 // vsRelogger issues a fresh token with policy from the root client, as an

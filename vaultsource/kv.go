@@ -143,8 +143,11 @@ func (k *KV) missing(ctx context.Context, s kvSecret, path string) error {
 	if err := k.checkMount(ctx); err != nil {
 		return err
 	}
-	return &Error{Op: "read", Path: path, Status: http.StatusNotFound, Err: ErrSecretNotFound,
-		Detail: "nothing is stored at " + k.mount + "/" + k.path}
+	detail := "nothing is stored at " + k.mount + "/" + k.path
+	if k.cfg.kvVersion == 2 && (strings.HasPrefix(k.path, "data/") || strings.HasPrefix(k.path, "metadata/")) {
+		detail += "; give the secret's path without the API's data/ or metadata/ prefix (KV v2 adds it)"
+	}
+	return &Error{Op: "read", Path: path, Status: http.StatusNotFound, Err: ErrSecretNotFound, Detail: detail}
 }
 
 // checkMount asks Vault which engine serves the secret's path (the same
