@@ -23,7 +23,10 @@ func MTLSClientConfig(g ClientCertificateGetter, roots *x509.CertPool) *tls.Conf
 // HookMTLSClientConfig sets cfg up to present the certificate g serves: it
 // sets GetClientCertificate, clears static Certificates (they would never be
 // used) and raises MinVersion to TLS 1.2 if it is lower. Everything else in
-// cfg (roots, server name, cipher suites, key log) is left as it is.
+// cfg (roots, server name, cipher suites) is left as it is — including a
+// KeyLogWriter, which writes session secrets that decrypt the traffic (never
+// set one outside a debugging session), and InsecureSkipVerify (knotclient
+// refuses both).
 func HookMTLSClientConfig(cfg *tls.Config, g ClientCertificateGetter) {
 	cfg.Certificates = nil
 	cfg.GetClientCertificate = g.GetClientCertificate
