@@ -500,24 +500,35 @@ func templateCSR(clientID string) ([]byte, error) {
 // (ClientID is required) and against the public key of the pinned key
 // version or, unpinned, of whichever version it belongs to, then stores it
 // on that version with set-certificate. Any failed check returns its precise
-// typed error and writes nothing.
+// typed error and writes nothing. Use [Transit.ImportCertificateVersion] to
+// learn which key version the certificate was stored on.
 func (t *Transit) ImportCertificate(ctx context.Context, req provider.Requirements, certPEM, chainPEM []byte) error {
+	_, err := t.ImportCertificateVersion(ctx, req, certPEM, chainPEM)
+	return err
+}
+
+// ImportCertificateVersion is [Transit.ImportCertificate] that also returns
+// the key version the certificate was stored on: the pinned one
+// ([WithKeyVersion]) or the version whose public key the certificate
+// carries, which may be older than the latest version. On error it returns
+// 0 and writes nothing.
+func (t *Transit) ImportCertificateVersion(ctx context.Context, req provider.Requirements, certPEM, chainPEM []byte) (int, error) {
 	path := t.keyPath()
 	chain, err := importChain(req, certPEM, chainPEM, path)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	k, err := t.readKey(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if !signingKeyType(k.typ) {
-		return &Error{Op: "import", Path: path, Err: ErrUnsupportedKeyType, Detail: fmt.Sprintf("key type %q cannot sign", k.typ)}
+		return 0, &Error{Op: "import", Path: path, Err: ErrUnsupportedKeyType, Detail: fmt.Sprintf("key type %q cannot sign", k.typ)}
 	}
 	candidates := make([]int, 0, len(k.versions))
 	if t.cfg.keyVersion > 0 {
 		if _, ok := k.versions[t.cfg.keyVersion]; !ok {
-			return &Error{Op: "import", Path: path, Err: ErrKeyNotFound, Detail: fmt.Sprintf("key version %d is not available", t.cfg.keyVersion)}
+			return 0, &Error{Op: "import", Path: path, Err: ErrKeyNotFound, Detail: fmt.Sprintf("key version %d is not available", t.cfg.keyVersion)}
 		}
 		candidates = append(candidates, t.cfg.keyVersion)
 	} else {
@@ -546,11 +557,14 @@ func (t *Transit) ImportCertificate(ctx context.Context, req provider.Requiremen
 		if mismatch == nil {
 			mismatch = &provider.CheckError{Err: provider.ErrKeyMismatch, Detail: "no key version has a readable public key"}
 		}
-		return &Error{Op: "import", Path: path, Err: mismatch,
+		return 0, &Error{Op: "import", Path: path, Err: mismatch,
 			Detail: "the certificate's key is not a version of this Transit key; nothing was written"}
 	}
 	_, err = t.v.do(ctx, request{op: "set certificate", method: http.MethodPut, path: joinPath(path, "set-certificate"),
 		capability: "update", notFound: ErrKeyNotFound,
 		body: map[string]any{"certificate_chain": string(provider.EncodeCertificates(chain)), "version": version}})
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return version, nil
 }

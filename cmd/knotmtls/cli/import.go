@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/knotmtls/knotmtls/provider"
+	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
 var importCommand = &command{
@@ -96,15 +97,25 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 	if err != nil {
 		return err
 	}
-	if err := st.ImportCertificate(ctx, req, certPEM, chainPEM); err != nil {
-		return err
+	loc := f.target.location()
+	if tr, ok := st.(*vaultsource.Transit); ok {
+		// Report the key version the certificate was stored on: it may be
+		// older than the one a source presents.
+		keyVersion, err := tr.ImportCertificateVersion(ctx, req, certPEM, chainPEM)
+		if err != nil {
+			return err
+		}
+		loc.KeyVersion = keyVersion
+	} else {
+		if err := st.ImportCertificate(ctx, req, certPEM, chainPEM); err != nil {
+			return err
+		}
+		if v, err := st.Version(ctx); err == nil {
+			loc = loc.withVersion(v)
+		}
 	}
 	// The import succeeded: describe what is stored now.
 	leaf, _ := provider.ParseCertificates(certPEM) // parsed fine during the import
-	loc := f.target.location()
-	if v, err := st.Version(ctx); err == nil {
-		loc = loc.withVersion(v)
-	}
 	var info CertificateInfo
 	if len(leaf) > 0 {
 		info = describeCertificate(leaf[0], e.now())

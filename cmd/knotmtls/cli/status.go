@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/knotmtls/knotmtls/provider"
@@ -23,7 +25,10 @@ Reads the stored identity from Vault exactly as a service would (KV secret, or
 the Transit key's public parts and certificate) and reports the certificate's
 subject, issuer, serial, validity with days left, where it is stored (KV path
 and version, or Transit key and key version; never the key) and whether it
-passes Knot's rules and matches the stored key.
+passes Knot's rules and matches the stored key. It also says whether a
+rotation is in progress: a KV key staged by "csr --rotate" in
+pending_private_key, or a Transit key version newer than the last one with a
+certificate (presence and version numbers only).
 
 The exit code makes it a monitoring check: 0 when valid for longer than
 --warn, 5 when it expires within --warn, 6 when expired, 4 when invalid or
@@ -63,6 +68,10 @@ type StatusReport struct {
 	Certificate *CertificateInfo `json:"certificate,omitempty"`
 	// Chain describes the issuing certificates stored after the leaf.
 	Chain []CertificateInfo `json:"chain,omitempty"`
+	// Rotation says whether a key rotation is in progress, from a
+	// read-only description of the store (field presence and version
+	// numbers only). It is omitted when Vault could not be read.
+	Rotation *RotationInfo `json:"rotation,omitempty"`
 	// Result is "ok", "expiring" (valid, but expires within Warn),
 	// "expired", "invalid" (fails a check, e.g. the key does not match),
 	// "missing" (nothing or no certificate stored yet) or "error" (Vault
@@ -77,6 +86,84 @@ type StatusReport struct {
 	ExitCode int `json:"exit_code"`
 	// CheckedAt is when the report was made.
 	CheckedAt time.Time `json:"checked_at"`
+}
+
+// RotationInfo describes the rotation state of the store. It holds no key
+// material: only whether a key is staged and version numbers.
+type RotationInfo struct {
+	// Pending is true while a rotation is in progress: for KV a new key
+	// staged by "csr --rotate" waits in pending_private_key for its
+	// certificate; for Transit the latest key version has no certificate
+	// while an older one has. The current certificate keeps serving until
+	// "knotmtls import".
+	Pending bool `json:"pending"`
+	// SecretVersion is the current KV v2 secret version (KV only; 0 for
+	// KV v1 or when nothing is stored).
+	SecretVersion int `json:"secret_version,omitempty"`
+	// PendingField names the KV field holding the staged key when Pending
+	// (KV only).
+	PendingField string `json:"pending_field,omitempty"`
+	// LatestKeyVersion is the Transit key's latest version (Transit only).
+	LatestKeyVersion int `json:"latest_key_version,omitempty"`
+	// CertifiedKeyVersions lists the Transit key versions that have a
+	// certificate chain, ascending (Transit only).
+	CertifiedKeyVersions []int `json:"certified_key_versions,omitempty"`
+}
+
+// describeRotation reads the store's rotation state; nil when it cannot.
+func describeRotation(ctx context.Context, st store) *RotationInfo {
+	switch s := st.(type) {
+	case *vaultsource.KV:
+		d, err := s.Describe(ctx)
+		if err != nil || !d.Exists {
+			return nil
+		}
+		info := &RotationInfo{Pending: d.Pending, SecretVersion: d.Version}
+		if d.Pending {
+			info.PendingField = vaultsource.DefaultFields.PendingPrivateKey
+		}
+		return info
+	case *vaultsource.Transit:
+		d, err := s.Describe(ctx)
+		if err != nil || !d.Exists {
+			return nil
+		}
+		return &RotationInfo{Pending: d.Pending, LatestKeyVersion: d.LatestVersion, CertifiedKeyVersions: d.CertifiedVersions}
+	}
+	return nil
+}
+
+// String describes the rotation state on one line.
+func (r *RotationInfo) String() string {
+	state := "none"
+	if r.Pending {
+		state = "in progress"
+	}
+	if r.LatestKeyVersion > 0 {
+		certified := "none"
+		if len(r.CertifiedKeyVersions) > 0 {
+			parts := make([]string, len(r.CertifiedKeyVersions))
+			for i, v := range r.CertifiedKeyVersions {
+				parts[i] = strconv.Itoa(v)
+			}
+			certified = strings.Join(parts, ", ")
+		}
+		if r.Pending {
+			return fmt.Sprintf("%s (key version %d waits for its certificate; versions with a certificate: %s)", state, r.LatestKeyVersion, certified)
+		}
+		return fmt.Sprintf("%s (latest key version %d; versions with a certificate: %s)", state, r.LatestKeyVersion, certified)
+	}
+	var notes []string
+	if r.Pending {
+		notes = append(notes, "a new key is staged in "+r.PendingField+" until its certificate is imported")
+	}
+	if r.SecretVersion > 0 {
+		notes = append(notes, fmt.Sprintf("secret version %d", r.SecretVersion))
+	}
+	if len(notes) == 0 {
+		return state
+	}
+	return state + " (" + strings.Join(notes, "; ") + ")"
 }
 
 // CertificateInfo describes one certificate (public data only).
@@ -186,6 +273,13 @@ func (f *statusFlags) inspect(ctx context.Context, e *env, req provider.Requirem
 		fail(ResultError, err)
 		return
 	}
+	defer func() {
+		// Read-only and best effort: it never changes the result or the
+		// exit code.
+		if rep.Result != ResultError {
+			rep.Rotation = describeRotation(ctx, st)
+		}
+	}()
 	b, err := st.Fetch(ctx)
 	if err != nil {
 		switch code := ExitCodeOf(err); {
@@ -247,6 +341,9 @@ func writeStatus(w io.Writer, r *StatusReport) {
 		for i, ch := range r.Chain {
 			fmt.Fprintf(w, "chain[%d]:     %s (expires %s)\n", i+1, ch.Subject, ch.NotAfter.Format(time.RFC3339))
 		}
+	}
+	if r.Rotation != nil {
+		fmt.Fprintf(w, "rotation:     %s\n", r.Rotation)
 	}
 	fmt.Fprintf(w, "result:       %s (exit %d)\n", r.Result, r.ExitCode)
 	if r.Problem != "" {
