@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -148,4 +149,36 @@ func newCSR(t testing.TB, cn string) ([]byte, *rsa.PrivateKey) {
 	}, key)
 	require.NoError(t, err)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), key
+}
+
+// responseHold keeps the next response after arm in flight (headers read,
+// body not) until release is closed, so its connection stays busy.
+type responseHold struct {
+	armed   atomic.Bool
+	held    chan struct{} // closed when the armed response is being held
+	release chan struct{} // close to let it through
+}
+
+func (h *responseHold) arm() { h.armed.Store(true) }
+
+// newHoldingClient returns a knotclient for srv whose connections are
+// tracked by the returned dialer and whose next armed response is held.
+func newHoldingClient(t *testing.T, srv *knottest.Server, p *provider.Provider) (*knotclient.Client, *trackingDialer, *responseHold) {
+	t.Helper()
+	dialer := &trackingDialer{}
+	hold := &responseHold{held: make(chan struct{}), release: make(chan struct{})}
+	c := newKnottestClient(t, srv, p, func(cfg *knotclient.Config) {
+		cfg.Transport = &http.Transport{DialContext: dialer.DialContext}
+		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				resp, err := rt.RoundTrip(r)
+				if err == nil && hold.armed.CompareAndSwap(true, false) {
+					close(hold.held)
+					<-hold.release
+				}
+				return resp, err
+			})
+		}
+	})
+	return c, dialer, hold
 }

@@ -311,37 +311,23 @@ func TestRotationWithRequestInFlight(t *testing.T) {
 	old, next := issue(t, srv), issue(t, srv)
 	src.cur.Store(old)
 	p := newProvider(t, srv, src, true)
-	dialer := &trackingDialer{}
-	held, release := make(chan struct{}), make(chan struct{})
-	var first atomic.Bool
-	c := newKnottestClient(t, srv, p, func(cfg *knotclient.Config) {
-		cfg.Transport = &http.Transport{DialContext: dialer.DialContext}
-		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-				resp, err := rt.RoundTrip(r)
-				if err == nil && first.CompareAndSwap(false, true) {
-					close(held)
-					<-release
-				}
-				return resp, err
-			})
-		}
-	})
+	c, dialer, hold := newHoldingClient(t, srv, p)
 	ctx := context.Background()
 
+	hold.arm()
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.GetJWEKey(ctx)
 		done <- err
 	}()
-	<-held // the response is in flight on the only connection
+	<-hold.held // the response is in flight on the only connection
 	busy := dialer.snapshot()
 	require.Len(t, busy, 1)
 
 	src.cur.Store(next)
 	require.NoError(t, p.Refresh(ctx))
 	assert.False(t, busy[0].closed.Load(), "a busy connection is not cut by the rotation")
-	close(release)
+	close(hold.release)
 	require.NoError(t, <-done, "the request in flight completes on its connection")
 	require.Eventually(t, busy[0].closed.Load, 5*time.Second, time.Millisecond,
 		"the old connection closes once its response is done")

@@ -3,7 +3,6 @@ package knotclient_test
 import (
 	"context"
 	"net/http"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,34 +79,19 @@ func TestKeepAliveAcrossErrorResponses(t *testing.T) {
 func TestCloseClosesConnections(t *testing.T) {
 	srv := knottest.NewTestServer(t)
 	p := newProvider(t, srv, provider.Static(issue(t, srv)), true)
-	dialer := &trackingDialer{}
-	held, release := make(chan struct{}), make(chan struct{})
-	var holdNext atomic.Bool
-	c := newKnottestClient(t, srv, p, func(cfg *knotclient.Config) {
-		cfg.Transport = &http.Transport{DialContext: dialer.DialContext}
-		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-				resp, err := rt.RoundTrip(r)
-				if err == nil && holdNext.CompareAndSwap(true, false) {
-					close(held)
-					<-release
-				}
-				return resp, err
-			})
-		}
-	})
+	c, dialer, hold := newHoldingClient(t, srv, p)
 	ctx := context.Background()
 
 	// Two connections: one left idle, one busy with a held response.
 	_, err := c.GetJWEKey(ctx)
 	require.NoError(t, err)
-	holdNext.Store(true)
+	hold.arm()
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.GetJWEKey(ctx)
 		done <- err
 	}()
-	<-held
+	<-hold.held
 	// The held call took the idle connection; make a second one idle.
 	_, err = c.GetJWEKey(ctx)
 	require.NoError(t, err)
@@ -123,7 +107,7 @@ func TestCloseClosesConnections(t *testing.T) {
 	}
 	assert.Equal(t, 1, closedNow, "the idle connection is closed by Close, the busy one is not cut")
 
-	close(release)
+	close(hold.release)
 	require.NoError(t, <-done, "a response in flight at Close completes")
 	for i, cn := range conns {
 		require.Eventually(t, cn.closed.Load, 5*time.Second, time.Millisecond, "connection %d is closed", i)
