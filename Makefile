@@ -6,10 +6,11 @@
 #   make test              unit tests (-race), then vault-image, then integration tests (-race)
 #   make test-unit         root module tests with -race
 #   make test-integration  integration module tests with -race (needs vault-image or Docker + network)
-#   make vault-image       build the Vault binary and the FROM scratch image once (cached)
+#   make vault-image       the Vault image + binary once (cached): hashicorp/vault when it can be
+#                          pulled, else compiled from the Go module proxy into a FROM scratch image
 #   make lint              gofmt + go vet in the root and integration modules
 #   make bench             benchmarks, with knotmtls/baseline ratios (BENCHCOUNT runs each)
-#   make demo              run the demo (integration/cmd/demo)
+#   make demo              vault-image, then the end-to-end demo (integration/cmd/demo)
 #
 # Nothing here depends on CI=true: CI runs the same targets and skips nothing.
 
@@ -55,8 +56,12 @@ BENCHOUT ?= $(CURDIR)/bench.out
 bench:
 	@$(call timed,bench,$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./provider/ ./knotclient/ | tee $(BENCHOUT) && awk -f scripts/benchratio.awk $(BENCHOUT))
 
-demo:
-	cd integration && $(GO) run ./cmd/demo
+# The demo needs the same Vault image as the integration tests: vault-image
+# first (a no-op once cached; on a new machine it compiles Vault, printing
+# progress, unless hashicorp/vault can be pulled).
+demo: vault-image
+	@echo "=== demo (integration/cmd/demo)"
+	@cd integration && $(GO) run ./cmd/demo
 
 lint: fmt-check vet
 

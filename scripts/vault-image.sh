@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Build, once, what the integration tests need to run a real Vault 1.21.0
-# where no image can be pulled:
-#   1. the static Vault server binary, compiled from the Go module proxy by
-#      integration/vaultserver into ${KNOTMTLS_CACHE:-$HOME/.cache/knotmtls}/vault-1.21.0
-#      (slow the first time: ~30 min cold on 2 cores);
-#   2. the FROM scratch image knotmtls/vault-dev:1.21.0 holding that binary
+# Make sure, once, that the integration tests and the demo can run a real
+# Vault 1.21.0, cheapest way first:
+#   1. what is cached: the Vault binary in ${KNOTMTLS_CACHE:-$HOME/.cache/knotmtls}/vault-1.21.0
+#      and/or the image knotmtls/vault-dev:1.21.0 (the binary is copied out of
+#      the image when only the image is there);
+#   2. the official image hashicorp/vault:1.21.0, when present or pullable
+#      (no compile; its static /bin/vault is copied into the cache for the
+#      process backend). KNOTMTLS_VAULT_BUILD=1 skips this step;
+#   3. otherwise compile the static Vault server from the Go module proxy
+#      (integration/vaultserver; ~15-20 min on 2 cores the first time, a
+#      progress line every PROGRESS_EVERY=15 s) and pack it into the
+#      FROM scratch image knotmtls/vault-dev:1.21.0
 #      (integration/vaulttest/vault.Dockerfile).
-# Both steps are no-ops when their result is cached. Without a reachable
-# Docker engine step 2 is skipped: the harness then runs the binary as a
-# local process.
+# Without a reachable Docker engine only the binary is built: the harness
+# then runs it as a local process.
 #
 # Usage: scripts/vault-image.sh [all|binary|image]   (default: all)
 set -euo pipefail
@@ -18,7 +23,10 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${KNOTMTLS_CACHE:-$HOME/.cache/knotmtls}
 bin=${KNOTMTLS_VAULT_BINARY:-$cache/vault-$VERSION}
 tag=knotmtls/vault-dev:$VERSION
+upstream=hashicorp/vault:$VERSION
 what=${1:-all}
+PROGRESS_EVERY=${PROGRESS_EVERY:-15}
+PULL_TIMEOUT=${PULL_TIMEOUT:-300}
 
 log() { echo "vault-image: $*"; }
 
@@ -44,19 +52,87 @@ build_binary() {
 		flock -u 9
 		return
 	fi
-	log "building Vault $VERSION server binary into $bin (slow the first time)"
-	local tmp="$bin.tmp.$$" start=$SECONDS
-	trap 'rm -f "$tmp"' EXIT
+	log "no Vault binary cached at $bin and no $upstream image: compiling Vault $VERSION from the Go module proxy."
+	log "this happens once per machine and takes about 15-20 min on 2 cores (module downloads included; ~13 min with a warm module cache)."
+	log "later runs reuse $bin and the image $tag. Progress is printed every ${PROGRESS_EVERY}s."
+	local tmp="$bin.tmp.$$" start=$SECONDS pid rc
+	trap 'rm -f "$tmp"; [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null' EXIT
 	(cd "$repo/integration/vaultserver" &&
-		CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$tmp" .)
+		CGO_ENABLED=0 exec go build -trimpath -ldflags="-s -w" -o "$tmp" .) &
+	pid=$!
+	progress "$pid" "$start" "compiling Vault $VERSION"
+	if wait "$pid"; then rc=0; else rc=$?; fi
+	pid=
+	if [ "$rc" -ne 0 ]; then
+		log "vault build failed (exit $rc) after $(dur $((SECONDS - start)))"
+		exit "$rc"
+	fi
 	mv -f "$tmp" "$bin"
 	trap - EXIT
 	echo "vault build took $(dur $((SECONDS - start)))"
 	flock -u 9
 }
 
+# progress PID START WHAT: while PID runs, print one line every
+# PROGRESS_EVERY seconds with the elapsed time, so a long build is never
+# silent. Returns when PID has exited (its status is collected by wait).
+progress() {
+	local pid=$1 start=$2 what=$3 next=$((SECONDS + PROGRESS_EVERY))
+	while kill -0 "$pid" 2>/dev/null; do
+		if [ "$SECONDS" -ge "$next" ]; then
+			log "$what... $(dur $((SECONDS - start))) elapsed"
+			next=$((SECONDS + PROGRESS_EVERY))
+		fi
+		sleep 1
+	done
+}
+
+docker_up() { timeout 20 docker info >/dev/null 2>&1; }
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# extract_binary IMAGE: copy /bin/vault out of IMAGE into the cache, so the
+# process backend (and tests that need the binary) work without compiling.
+# Both images hold a static binary at /bin/vault.
+extract_binary() {
+	if [ -s "$bin" ] && [ -x "$bin" ]; then return; fi
+	mkdir -p "$(dirname "$bin")"
+	local cid tmp="$bin.tmp.$$"
+	cid=$(docker create "$1" version)
+	if docker cp "$cid:/bin/vault" "$tmp" >/dev/null; then
+		docker rm -f "$cid" >/dev/null
+		chmod 0755 "$tmp"
+		mv -f "$tmp" "$bin"
+		log "copied the Vault binary out of $1 into $bin"
+	else
+		docker rm -f "$cid" >/dev/null
+		rm -f "$tmp"
+		log "could not copy /bin/vault out of $1; compiling instead"
+		build_binary
+	fi
+}
+
+# use_upstream: true when the official image is present or can be pulled;
+# then nothing needs compiling (the harness prefers a local image when one
+# exists, else the official one). KNOTMTLS_VAULT_BUILD=1 skips this and
+# always builds (e.g. to test the FROM scratch path where pulls work).
+use_upstream() {
+	[ "${KNOTMTLS_VAULT_BUILD:-0}" = 1 ] && return 1
+	docker_up || return 1
+	if have_image "$upstream"; then
+		log "image $upstream present: no Vault compile needed"
+		return 0
+	fi
+	log "trying to pull $upstream (skips compiling Vault where a registry is reachable)"
+	if timeout "$PULL_TIMEOUT" docker pull -q "$upstream" >/dev/null 2>&1; then
+		log "pulled $upstream: no Vault compile needed"
+		return 0
+	fi
+	log "cannot pull $upstream (no registry reachable): using the locally built image instead"
+	return 1
+}
+
 build_image() {
-	if ! timeout 20 docker info >/dev/null 2>&1; then
+	if ! docker_up; then
 		log "docker engine not reachable: skipping the image (the harness runs Vault as a local process)"
 		return
 	fi
@@ -89,8 +165,18 @@ build_image() {
 
 case "$what" in
 all)
-	build_binary
-	build_image
+	if [ -s "$bin" ] && [ -x "$bin" ] && { ! docker_up || have_image "$tag" || have_image "$upstream"; }; then
+		log "binary cached: $bin"
+		if docker_up; then build_image; fi
+	elif docker_up && have_image "$tag"; then
+		log "image cached: $tag"
+		extract_binary "$tag"
+	elif use_upstream; then
+		extract_binary "$upstream"
+	else
+		build_binary
+		build_image
+	fi
 	;;
 binary) build_binary ;;
 image) build_image ;;
