@@ -5,7 +5,7 @@
 //
 // Run "knotmtls help" or "knotmtls <command> --help" for the flags and the
 // exit codes. The logic lives in package
-// github.com/knotmtls/knotmtls/cmd/knotmtls/cli.
+// github.com/knotmtls/knotmtls/internal/cli.
 package main
 
 import (
@@ -14,7 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/knotmtls/knotmtls/cmd/knotmtls/cli"
+	"github.com/knotmtls/knotmtls/internal/cli"
 )
 
 func main() {

@@ -21,7 +21,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/knotmtls/knotmtls/cmd/knotmtls/cli"
+	"github.com/knotmtls/knotmtls/internal/cli"
 	"github.com/knotmtls/knotmtls/integration/vaulttest"
 	"github.com/knotmtls/knotmtls/knotclient"
 	"github.com/knotmtls/knotmtls/knotclient/knottest"

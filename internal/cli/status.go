@@ -34,7 +34,7 @@ The exit code makes it a monitoring check: 0 when valid for longer than
 --warn, 5 when it expires within --warn, 6 when expired, 4 when invalid or
 nothing is stored yet, 3 when Vault cannot be read. --json prints one JSON
 object (also on failure) whose fields are documented with StatusReport in
-github.com/knotmtls/knotmtls/cmd/knotmtls/cli.
+github.com/knotmtls/knotmtls/internal/cli.
 
 Examples:
   knotmtls status --client-id 6d2f... --env production --warn 30d

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/knotmtls/knotmtls/cmd/knotmtls/cli"
+	"github.com/knotmtls/knotmtls/internal/cli"
 	"github.com/knotmtls/knotmtls/provider"
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
