@@ -21,8 +21,8 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/knotmtls/knotmtls/internal/cli"
 	"github.com/knotmtls/knotmtls/integration/vaulttest"
+	"github.com/knotmtls/knotmtls/internal/cli"
 	"github.com/knotmtls/knotmtls/knotclient"
 	"github.com/knotmtls/knotmtls/knotclient/knottest"
 	"github.com/knotmtls/knotmtls/provider"
