@@ -54,7 +54,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"csr", "--help"}, []string{"Usage: knotmtls csr", "--force", "--rotate", "--existing", "--out file", "--transit", "--client-id", "--vault-addr", "--auth method"}},
 		{[]string{"help", "csr"}, []string{"Usage: knotmtls csr"}},
 		{[]string{"import", "-h"}, []string{"Usage: knotmtls import", "--cert", "--chain file", "--knot-ca file", "nothing in Vault is changed"}},
-		{[]string{"status", "--help"}, []string{"Usage: knotmtls status", "--warn duration", "(default 30d)", "--json", "StatusReport"}},
+		{[]string{"status", "--help"}, []string{"Usage: knotmtls status", "--warn duration", "default: the last third of its validity, at most 30d", "--json", "warn_threshold", "1 when interrupted"}},
 		{[]string{"check", "--help"}, []string{"Usage: knotmtls check", "--base-url", "--ca-file", "--secret-env", "(default \"KNOT_SECRET\")", "--secret-kv", "TLS version"}},
 	}
 	for _, tc := range cases {
@@ -317,7 +317,8 @@ func TestVaultUnreachable(t *testing.T) {
 		assert.Equal(t, "acme", rep.ClientID)
 		assert.Equal(t, "kv", rep.Store.Kind)
 		assert.Equal(t, "knot/development/acme", rep.Store.Path)
-		assert.Equal(t, "30d", rep.Warn)
+		assert.Equal(t, "auto", rep.Warn)
+		assert.Empty(t, rep.WarnThreshold, "no certificate was read")
 		assert.Nil(t, rep.Certificate)
 		assert.Contains(t, rep.Hint, "VAULT_ADDR")
 	})

@@ -13,6 +13,9 @@ import (
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
+// importUntouched is what an interrupted import that stopped early left alone.
+const importUntouched = "nothing was changed: no certificate was stored in Vault"
+
 var importCommand = &command{
 	name:    "import",
 	summary: "check the certificate Knot signed and store it next to the key",
@@ -30,7 +33,9 @@ created:
     version).
 
 A certificate that fails any check is refused with the precise reason and
-nothing in Vault is changed. On success services using the knotmtls provider
+nothing in Vault is changed. Interrupted (Ctrl-C), import exits 1 and says
+whether the certificate was stored: before the write began nothing changed;
+a write that has begun is finished (within --timeout) and reported. On success services using the knotmtls provider
 pick the new certificate up within their poll interval; the certificate they
 serve now keeps working until then.
 
@@ -38,7 +43,9 @@ Examples:
   knotmtls import --client-id 6d2f... --env development --cert knot-dev.crt
   pbpaste | knotmtls import --client-id 6d2f... --env production --transit --cert -
 `,
-	setup: setupImport,
+	setup:     setupImport,
+	untouched: importUntouched,
+	conflicts: commonRules(nil),
 }
 
 // maxPEMInput bounds what is read from a certificate input.
@@ -88,6 +95,7 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 			return err
 		}
 	}
+	e.warnVaultTLS()
 	conn, err := f.vault.connect(ctx, e.logger())
 	if err != nil {
 		return err
@@ -97,22 +105,18 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 	if err != nil {
 		return err
 	}
-	loc := f.target.location()
-	if tr, ok := st.(*vaultsource.Transit); ok {
-		// Report the key version the certificate was stored on: it may be
-		// older than the one a source presents.
-		keyVersion, err := tr.ImportCertificateVersion(ctx, req, certPEM, chainPEM)
+	if e.interrupted() {
+		return interruptedf("%s", importUntouched)
+	}
+	loc, err := f.store(ctx, st, req, certPEM, chainPEM)
+	if e.interrupted() {
 		if err != nil {
-			return err
+			return interruptedf("nothing was changed: the certificate was not stored: %s", message(err))
 		}
-		loc.KeyVersion = keyVersion
-	} else {
-		if err := st.ImportCertificate(ctx, req, certPEM, chainPEM); err != nil {
-			return err
-		}
-		if v, err := st.Version(ctx); err == nil {
-			loc = loc.withVersion(v)
-		}
+		return interruptedf("the import is complete: the certificate is stored in %s; only this report was cut short", loc)
+	}
+	if err != nil {
+		return err
 	}
 	// The import succeeded: describe what is stored now.
 	leaf, _ := provider.ParseCertificates(certPEM) // parsed fine during the import
@@ -133,6 +137,31 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 	}
 	fmt.Fprintf(w, "Verify with: knotmtls check --client-id %s --env %s%s --secret-env KNOT_SECRET\n", f.clientID, f.env, transit)
 	return nil
+}
+
+// store imports the certificate and returns where it is stored. Once
+// begun, the write is finished even on Ctrl-C (see uninterruptible).
+func (f *importFlags) store(ctx context.Context, st store, req provider.Requirements, certPEM, chainPEM []byte) (StoreLocation, error) {
+	ctx, cancel := uninterruptible(ctx)
+	defer cancel()
+	loc := f.target.location()
+	if tr, ok := st.(*vaultsource.Transit); ok {
+		// Report the key version the certificate was stored on: it may be
+		// older than the one a source presents.
+		keyVersion, err := tr.ImportCertificateVersion(ctx, req, certPEM, chainPEM)
+		if err != nil {
+			return loc, err
+		}
+		loc.KeyVersion = keyVersion
+		return loc, nil
+	}
+	if err := st.ImportCertificate(ctx, req, certPEM, chainPEM); err != nil {
+		return loc, err
+	}
+	if v, err := st.Version(ctx); err == nil {
+		loc = loc.withVersion(v)
+	}
+	return loc, nil
 }
 
 // readInput reads a PEM input from a file, or from stdin for "-".
