@@ -138,6 +138,21 @@ func TestUsageErrors(t *testing.T) {
 		{"check without secret", append([]string{"check"}, id...), "KNOT_SECRET (--secret-env) is empty"},
 		{"check with no secret source", append([]string{"check", "--secret-env", ""}, id...), "--secret-env VAR or --secret-kv PATH"},
 		{"ca file from stdin", append([]string{"status", "--knot-ca", "-"}, id...), "cannot be read from stdin"},
+		{"client id with colon", []string{"status", "--client-id", "a:b", "--env", "production"}, `'/' or ':'`},
+		// Flags that exclude each other.
+		{"rotate with force", append([]string{"csr", "--rotate", "--force"}, id...), "--rotate and --force cannot be used together"},
+		{"existing with rotate", append([]string{"csr", "--existing", "--rotate"}, id...), "--existing and --rotate cannot be used together"},
+		{"secret env with secret kv", append([]string{"check", "--secret-env", "S", "--secret-kv", "knot/api"}, id...), "--secret-env and --secret-kv cannot be used together"},
+		// Flags that would be ignored.
+		{"kv path with transit", append([]string{"status", "--transit", "--kv-path", "knot/x"}, id...), "--kv-path applies only without --transit"},
+		{"kv mount with transit", append([]string{"import", "--transit", "--kv-mount", "kv", "--cert", "-"}, id...), "--kv-mount applies only without --transit"},
+		{"transit key without transit", append([]string{"csr", "--transit-key", "k"}, id...), "--transit-key applies only with --transit"},
+		{"key version without transit", append([]string{"status", "--key-version", "2"}, id...), "--key-version applies only with --transit"},
+		{"token file with approle", append([]string{"status", "--auth", "approle", "--approle-role-id", "r", "--approle-secret-id-file", "/f", "--token-file", "/t"}, id...), "--token-file applies only with --auth token"},
+		{"approle flag with token auth", append([]string{"status", "--approle-role-id", "r"}, id...), "--approle-role-id applies only with --auth approle"},
+		{"k8s flag with approle", append([]string{"status", "--auth", "approle", "--k8s-role", "r"}, id...), "--k8s-role applies only with --auth kubernetes"},
+		{"secret field without secret kv", append([]string{"check", "--secret-field", "f"}, id...), "--secret-field applies only with --secret-kv"},
+		{"kv path with transit in check", append([]string{"check", "--transit", "--secret-kv", "knot/api", "--kv-path", "p"}, id...), "--kv-path applies only without --transit"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
