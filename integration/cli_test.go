@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/knotmtls/knotmtls/integration/clitest"
 	"github.com/knotmtls/knotmtls/internal/cli"
 	"github.com/knotmtls/knotmtls/knotclient/knottest"
 	"github.com/knotmtls/knotmtls/provider"
@@ -416,10 +417,8 @@ func TestCLIRefusalsLeaveVaultUnchanged(t *testing.T) {
 		assert.Equal(t, cli.ExitRefused, r.code, r)
 		assert.Contains(t, r.stderr, "expected CERTIFICATE")
 		assert.Contains(t, r.stderr, "never paste a private key")
-		text := strings.Join(strings.Fields(r.stdout+r.stderr), "")
-		for _, c := range keyChunks(string(pastedPEM)) {
-			require.NotContains(t, text, c, "the pasted key is echoed")
-		}
+		require.NotEmpty(t, clitest.KeyChunks(string(pastedPEM)))
+		require.False(t, clitest.LeaksKey(r.stdout+r.stderr, string(pastedPEM)), "the pasted key is echoed")
 		assert.Equal(t, before, e.kvSnapshot(path))
 	})
 
@@ -614,10 +613,7 @@ func TestCLIVaultErrors(t *testing.T) {
 		require.NoError(t, err)
 		k, _ := sec.Data["private_key"].(string)
 		require.NotEmpty(t, k)
-		text := strings.Join(strings.Fields(r.stdout+r.stderr), "")
-		for _, c := range keyChunks(k) {
-			require.NotContains(t, text, c)
-		}
+		require.False(t, clitest.LeaksKey(r.stdout+r.stderr, k))
 	})
 }
 
