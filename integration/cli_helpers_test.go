@@ -4,12 +4,19 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/assert"
@@ -117,7 +124,120 @@ func (e *cliEnv) record(res clitest.Result, pemTypeNamed bool) cliResult {
 	if !pemTypeNamed {
 		assert.NotContains(e.t, r.stdout+r.stderr, "PRIVATE KEY", "knotmtls %s", strings.Join(args, " "))
 	}
+	// The CLI speaks in flags: the library's Go options never reach an
+	// operator ("use WithKVVersion(1)" is "use --kv-version 1").
+	assert.NotRegexp(e.t, goOptionName, r.stdout+r.stderr, "knotmtls %s", strings.Join(args, " "))
 	return r
+}
+
+// goOptionName matches a Go option or method of the library named in a
+// message.
+var goOptionName = regexp.MustCompile(`\bWith[A-Z][A-Za-z]*|again with CSR\b`)
+
+// start starts one command in the background, for a test that interrupts
+// it (Running.Interrupt, as Ctrl-C does); finish it with wait.
+func (e *cliEnv) start(stdin []byte, args ...string) *clitest.Running {
+	return e.runner.Start(context.Background(), stdin, args...)
+}
+
+// wait waits for a command started with start and records its output.
+func (e *cliEnv) wait(run *clitest.Running) cliResult {
+	e.t.Helper()
+	return e.record(run.Wait(), false)
+}
+
+// holdingProxy forwards every request to the test's Vault, except that it
+// holds the first one match selects until Release: a Vault request in
+// flight at a chosen moment, for interrupt tests. A held request whose
+// client gives up is dropped, not forwarded.
+type holdingProxy struct {
+	URL      string
+	held     chan struct{}
+	release  chan struct{}
+	released sync.Once
+}
+
+func (e *cliEnv) holdingProxy(match func(*http.Request) bool) *holdingProxy {
+	e.t.Helper()
+	target, err := url.Parse(e.vault.Addr)
+	require.NoError(e.t, err)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	p := &holdingProxy{held: make(chan struct{}), release: make(chan struct{})}
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hold := false
+		if match(r) {
+			once.Do(func() { hold = true })
+		}
+		if hold {
+			close(p.held)
+			select {
+			case <-p.release:
+			case <-r.Context().Done():
+				return // the client gave up: the request never reaches Vault
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	p.URL = srv.URL
+	e.t.Cleanup(func() {
+		p.Release()
+		srv.Close()
+	})
+	return p
+}
+
+// waitHeld waits until the proxy holds its request.
+func (p *holdingProxy) waitHeld(t *testing.T, run *clitest.Running) {
+	t.Helper()
+	select {
+	case <-p.held:
+	case <-time.After(time.Minute):
+		run.Interrupt()
+		t.Fatalf("no matching Vault request within a minute:\n%s", run.Wait())
+	}
+}
+
+// Release lets the held request through.
+func (p *holdingProxy) Release() { p.released.Do(func() { close(p.release) }) }
+
+// hangingListener accepts TCP connections and never answers (a TLS
+// handshake to it never completes). It returns the address and a channel
+// that receives once per accepted connection.
+func hangingListener(t *testing.T) (string, <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	accepted := make(chan struct{}, 16)
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			accepted <- struct{}{}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String(), accepted
 }
 
 // cmd builds the arguments of one command with the identity flags.

@@ -449,7 +449,9 @@ func TestCLIRefusalsLeaveVaultUnchanged(t *testing.T) {
 // TestCLIStatusExitCodes proves status's exit codes and JSON results for
 // each state a monitoring check must tell apart: ok, expiring within
 // --warn, expired, invalid (the certificate is not for this client_id, or
-// not for the stored key) and missing.
+// not for the stored key) and missing; and the default threshold without
+// --warn, the last third of the validity at most 30 days, by which a fresh
+// 30-day certificate is ok (it was "expiring" under the old fixed 30d).
 func TestCLIStatusExitCodes(t *testing.T) {
 	e := newCLIEnv(t)
 	ctx := context.Background()
@@ -482,6 +484,11 @@ func TestCLIStatusExitCodes(t *testing.T) {
 	importValidity(okPath, okCSR, now.Add(-time.Hour), now.Add(365*24*time.Hour))
 	soonPath, soonCSR := provision("soon")
 	importValidity(soonPath, soonCSR, now.Add(-time.Hour), now.Add(10*24*time.Hour+time.Hour))
+	// A fresh 30-day certificate, and one of 30 days with 5 left.
+	freshPath, freshCSR := provision("fresh30")
+	importValidity(freshPath, freshCSR, now.Add(-time.Hour), now.Add(30*24*time.Hour-time.Hour))
+	latePath, lateCSR := provision("late30")
+	importValidity(latePath, lateCSR, now.Add(-25*24*time.Hour), now.Add(5*24*time.Hour))
 	expiredPath, expiredCSR := provision("expired")
 	expiredCert, err := e.knot.SignCSRValidity(expiredCSR, now.Add(-30*24*time.Hour), now.Add(-24*time.Hour))
 	require.NoError(t, err)
@@ -493,23 +500,31 @@ func TestCLIStatusExitCodes(t *testing.T) {
 	missingPath, _ := provision("missing")
 
 	cases := []struct {
-		name     string
-		args     []string
-		code     int
-		result   string
-		certInfo bool
-		want     string
+		name      string
+		args      []string
+		code      int
+		result    string
+		certInfo  bool
+		want      string
+		warn      string // StatusReport.Warn
+		threshold string // StatusReport.WarnThreshold
 	}{
-		{"ok", e.cmd("status", "--kv-path", okPath), cli.ExitOK, cli.ResultOK, true, ""},
-		{"ok with a short warn", e.cmd("status", "--kv-path", soonPath, "--warn", "5d"), cli.ExitOK, cli.ResultOK, true, ""},
-		{"expiring within the default 30d", e.cmd("status", "--kv-path", soonPath), cli.ExitExpiring, cli.ResultExpiring, true, "within --warn 30d"},
-		{"expiring within 2w", e.cmd("status", "--kv-path", soonPath, "--warn", "2w"), cli.ExitExpiring, cli.ResultExpiring, true, "within --warn 14d"},
-		{"expired", e.cmd("status", "--kv-path", expiredPath), cli.ExitExpired, cli.ResultExpired, true, "certificate expired"},
+		{"ok", e.cmd("status", "--kv-path", okPath), cli.ExitOK, cli.ResultOK, true, "", "auto", "30d"},
+		{"ok: a fresh 30-day certificate is not expiring", e.cmd("status", "--kv-path", freshPath), cli.ExitOK, cli.ResultOK, true, "", "auto", "10d"},
+		{"ok: 10 days left of 10 are not the last third", e.cmd("status", "--kv-path", soonPath), cli.ExitOK, cli.ResultOK, true, "", "auto", ""},
+		{"ok with a short warn", e.cmd("status", "--kv-path", soonPath, "--warn", "5d"), cli.ExitOK, cli.ResultOK, true, "", "5d", "5d"},
+		{"expiring in the last third of 30 days", e.cmd("status", "--kv-path", latePath), cli.ExitExpiring, cli.ResultExpiring, true,
+			"within its last 10d (the last third of its 30d validity, at most 30d; set --warn to choose)", "auto", "10d"},
+		{"expiring within 2w", e.cmd("status", "--kv-path", soonPath, "--warn", "2w"), cli.ExitExpiring, cli.ResultExpiring, true,
+			"within --warn 14d, which is not shorter than its whole 10d validity", "14d", "14d"},
+		{"expiring: --warn 30d on a fresh 30-day certificate says why", e.cmd("status", "--kv-path", freshPath, "--warn", "30d"), cli.ExitExpiring, cli.ResultExpiring, true,
+			"within --warn 30d, which is not shorter than its whole 30d validity: it is expiring from the day it is issued", "30d", "30d"},
+		{"expired", e.cmd("status", "--kv-path", expiredPath), cli.ExitExpired, cli.ResultExpired, true, "certificate expired", "auto", ""},
 		{"invalid: another client_id", []string{"status", "--client-id", "another-client", "--env", "development", "--kv-path", okPath},
-			cli.ExitRefused, cli.ResultInvalid, true, "subject CN does not match client_id"},
-		{"invalid: certificate of another key", e.cmd("status", "--kv-path", mismatchPath), cli.ExitRefused, cli.ResultInvalid, false, "private key does not match certificate"},
-		{"missing: no certificate yet", e.cmd("status", "--kv-path", missingPath), cli.ExitRefused, cli.ResultMissing, false, "missing field"},
-		{"missing: nothing stored", e.cmd("status", "--kv-path", "knot/development/nothing-here"), cli.ExitRefused, cli.ResultMissing, false, "secret not found"},
+			cli.ExitRefused, cli.ResultInvalid, true, "subject CN does not match client_id", "auto", ""},
+		{"invalid: certificate of another key", e.cmd("status", "--kv-path", mismatchPath), cli.ExitRefused, cli.ResultInvalid, false, "private key does not match certificate", "auto", ""},
+		{"missing: no certificate yet", e.cmd("status", "--kv-path", missingPath), cli.ExitRefused, cli.ResultMissing, false, "missing field", "auto", ""},
+		{"missing: nothing stored", e.cmd("status", "--kv-path", "knot/development/nothing-here"), cli.ExitRefused, cli.ResultMissing, false, "secret not found", "auto", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -527,6 +542,10 @@ func TestCLIStatusExitCodes(t *testing.T) {
 			assert.Equal(t, tc.code, rep.ExitCode)
 			assert.Contains(t, rep.Problem, tc.want)
 			assert.Equal(t, tc.certInfo, rep.Certificate != nil)
+			assert.Equal(t, tc.warn, rep.Warn)
+			if tc.threshold != "" {
+				assert.Equal(t, tc.threshold, rep.WarnThreshold)
+			}
 			if tc.result != cli.ResultOK {
 				assert.NotEmpty(t, rep.Hint)
 			}

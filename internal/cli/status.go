@@ -61,12 +61,12 @@ Examples:
 const MaxAutoWarn = 30 * 24 * time.Hour
 
 // AutoWarn is the expiry threshold status uses without --warn for a
-// certificate valid for validity (NotAfter - NotBefore): a third of it, at
-// most [MaxAutoWarn]. A freshly issued certificate is thus never
+// certificate valid for validity (NotAfter - NotBefore): a third of it, to
+// the minute, at most [MaxAutoWarn]. A freshly issued certificate is thus never
 // "expiring", whatever validity Knot gives it; a 30-day certificate is
 // expiring in its last 10 days, one of 90 days or more in its last 30.
 func AutoWarn(validity time.Duration) time.Duration {
-	return max(0, min(validity/3, MaxAutoWarn))
+	return max(0, min((validity / 3).Round(time.Minute), MaxAutoWarn))
 }
 
 // warnAuto is the Warn of a StatusReport without --warn.
@@ -358,7 +358,7 @@ func (f *statusFlags) inspect(ctx context.Context, e *env, req provider.Requirem
 		threshold = AutoWarn(validity)
 		within = fmt.Sprintf("within its last %s (the last third of its %s validity, at most 30d; set --warn to choose)",
 			formatDays(threshold), formatDays(validity.Round(24*time.Hour)))
-	} else if threshold >= validity {
+	} else if threshold >= validity.Round(time.Minute) {
 		within += fmt.Sprintf(", which is not shorter than its whole %s validity: it is expiring from the day it is issued",
 			formatDays(validity.Round(24*time.Hour)))
 	}
