@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"crypto/rsa"
 	"encoding/json"
 	"net/http"
 	"path/filepath"
@@ -47,7 +48,7 @@ func TestCLIInterruptFinishesVaultWrite(t *testing.T) {
 		r = e.run(e.cmd("csr", "--existing")...)
 		require.Equal(t, cli.ExitOK, r.code, r)
 		csrPEM = []byte(r.stdout)
-		assert.True(t, readCSR(t, csrPEM).PublicKey.(interface{ Equal(any) bool }).Equal(key.Public()),
+		assert.True(t, readCSR(t, csrPEM).PublicKey.(*rsa.PublicKey).Equal(key.Public()),
 			"csr --existing prints the CSR of the key the interrupted run stored")
 	})
 	t.Run("import interrupted during the certificate write", func(t *testing.T) {

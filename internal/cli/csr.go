@@ -145,6 +145,9 @@ func runCSR(ctx context.Context, e *env, f *csrFlags) error {
 		}
 		cancel()
 		if e.interrupted() {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return interruptedf("no CSR was written, and storing the key did not finish within --timeout: whether Vault holds a new key is unknown; run \"knotmtls status\" to see")
+			}
 			if err != nil {
 				return interruptedf("nothing was changed: no CSR was written, and the key was not stored: %s", message(err))
 			}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"crypto/x509"
 	"flag"
 	"fmt"
@@ -110,6 +111,9 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 	}
 	loc, err := f.store(ctx, st, req, certPEM, chainPEM)
 	if e.interrupted() {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return interruptedf("storing the certificate did not finish within --timeout: whether Vault holds it is unknown; run \"knotmtls status\" to see")
+		}
 		if err != nil {
 			return interruptedf("nothing was changed: the certificate was not stored: %s", message(err))
 		}
