@@ -2,8 +2,8 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"io"

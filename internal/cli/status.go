@@ -66,7 +66,7 @@ const MaxAutoWarn = 30 * 24 * time.Hour
 // "expiring", whatever validity Knot gives it; a 30-day certificate is
 // expiring in its last 10 days, one of 90 days or more in its last 30.
 func AutoWarn(validity time.Duration) time.Duration {
-	return max(0, min((validity / 3).Round(time.Minute), MaxAutoWarn))
+	return max(0, min((validity/3).Round(time.Minute), MaxAutoWarn))
 }
 
 // warnAuto is the Warn of a StatusReport without --warn.
