@@ -104,7 +104,8 @@ func TestCLILifecycleKV(t *testing.T) {
 	assert.Equal(t, leaf.NotAfter.UTC(), rep.Certificate.NotAfter)
 	assert.InDelta(t, 364, rep.Certificate.DaysLeft, 1)
 	assert.Equal(t, "RSA-2048", rep.Certificate.PublicKey)
-	assert.Equal(t, "30d", rep.Warn)
+	assert.Equal(t, "auto", rep.Warn)
+	assert.Equal(t, "30d", rep.WarnThreshold, "a 365-day certificate: the last 30 days")
 	assert.Empty(t, rep.Problem)
 
 	// check: a real mTLS request through provider + knotclient.
