@@ -104,10 +104,18 @@ var goOptionWords = []struct {
 	re   *regexp.Regexp
 	repl string
 }{
+	{regexp.MustCompile(`construct the source with WithKVVersion\((\d)\)`), "use --kv-version $1"},
 	{regexp.MustCompile(`WithKVVersion\((\d)\)`), "--kv-version $1"},
+	// The CLI reads KV metadata only for version numbers; the remedy for a
+	// token without it is the policy, which the hint names.
+	{regexp.MustCompile(`\s*\(or construct the source WithoutMetadata[^)]*\)`), ""},
 	{regexp.MustCompile(`WithKeyVersion\((\d+)\)`), "--key-version $1"},
 	{regexp.MustCompile(`\(fields are configurable with WithFields\)`), "(knotmtls uses the fields " + fieldList() + ")"},
-	{regexp.MustCompile(`get its CSR again with CSR`), "print its CSR again with --existing"},
+	{regexp.MustCompile(`get its CSR again with CSR|get its CSR again \(existing\)`), "print its CSR again with --existing"},
+	// The provisioning modes (vaultsource.ProvisionRotate, ProvisionForce)
+	// as the messages name them.
+	{regexp.MustCompile(`\(force\)`), "(--force)"},
+	{regexp.MustCompile(`\b(, |or )(rotate|force) to\b`), "$1--$2 to"},
 	{regexp.MustCompile(`\bWithForce\b`), "--force"},
 	{regexp.MustCompile(`\bWithRotate\b`), "--rotate"},
 	{regexp.MustCompile(`\bWithKVVersion\b`), "--kv-version"},

@@ -298,6 +298,12 @@ func TestErrorMessagesNameFlags(t *testing.T) {
 		{"a new key is already staged; get its CSR again with CSR, import its certificate, or pass WithForce to replace it", []string{"print its CSR again with --existing", "pass --force"}},
 		{"the secret already holds a private key; get its CSR again with CSR, use WithRotate to stage a new key while the current certificate keeps serving, or WithForce to replace it", []string{"use --rotate", "or --force"}},
 		{"the key exists (latest version 1); get its CSR again with CSR, or pass WithRotate to add a new key version", []string{"pass --rotate"}},
+		// The same advice in terms of provisioning modes.
+		{"the answer has no KV v2 version metadata; if the mount is KV v1 construct the source with WithKVVersion(1)", []string{"if the mount is KV v1 use --kv-version 1"}},
+		{"a new key is already staged; get its CSR again (existing), import its certificate, or replace key and certificate (force)", []string{"print its CSR again with --existing", "replace key and certificate (--force)"}},
+		{"the secret already holds a private key; get its CSR again (existing), rotate to stage a new key while the current certificate keeps serving, or force to replace it", []string{"print its CSR again with --existing, --rotate to stage a new key", "or --force to replace it"}},
+		{"the key exists (latest version 1); get its CSR again (existing), or rotate to add a new key version", []string{"or --rotate to add a new key version"}},
+		{`permission denied (or construct the source WithoutMetadata to poll the data path)`, []string{"permission denied\n"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.detail, func(t *testing.T) {
@@ -308,13 +314,14 @@ func TestErrorMessagesNameFlags(t *testing.T) {
 			for _, w := range tc.want {
 				assert.Contains(t, stderr.String(), w)
 			}
-			assert.NotRegexp(t, regexp.MustCompile(`With[A-Z]|again with CSR`), stderr.String())
+			assert.NotRegexp(t, goOption, stderr.String())
 		})
 	}
 }
 
-// goOption matches the name of a Go option or method in a message.
-var goOption = regexp.MustCompile(`\bWith[A-Z]\w*|\bwith CSR\b`)
+// goOption matches the name of a Go option, method or provisioning mode in
+// a message.
+var goOption = regexp.MustCompile(`\bWith[A-Z]\w*|\bwith CSR\b|\((existing|force|rotate)\)|(^|[^-])\b(rotate|force) to\b|construct the source`)
 
 // TestFlagWordsCoverLibraryMessages: every Go option named in a string
 // literal of the library packages the CLI prints errors from is turned

@@ -205,7 +205,7 @@ func (r *RotationInfo) String() string {
 type CertificateInfo struct {
 	Subject   string    `json:"subject"`
 	Issuer    string    `json:"issuer"`
-	Serial    string    `json:"serial"` // lower-case hex, as provider.SerialHex
+	Serial    string    `json:"serial"` // hex, as provider.SerialHex prints it (the openssl form)
 	NotBefore time.Time `json:"not_before"`
 	NotAfter  time.Time `json:"not_after"`
 	// DaysLeft is the number of whole days until NotAfter; negative once
