@@ -72,8 +72,9 @@ type CheckReport struct {
 	Operation string `json:"operation"`
 	// Store is where the identity lives, with the version presented.
 	Store StoreLocation `json:"store"`
-	// Serial is the serial (as provider.SerialHex prints it) of the client certificate
-	// presented in the TLS handshake; empty if none was presented.
+	// Serial is the serial of the client certificate presented in the TLS
+	// handshake, as provider.SerialHex prints it; empty if none was
+	// presented.
 	Serial string `json:"serial,omitempty"`
 	// TLSVersion is the negotiated version, e.g. "TLS 1.3".
 	TLSVersion string `json:"tls_version,omitempty"`
