@@ -37,6 +37,7 @@ func TestCLIInterruptFinishesVaultWrite(t *testing.T) {
 		p.Release()
 		r := e.wait(run)
 		require.Equal(t, cli.ExitError, r.code, r)
+		assert.True(t, strings.HasPrefix(r.stderr, "knotmtls: interrupted: finishing storing the key in Vault first (within --timeout); Ctrl-C again ends at once"), r.stderr)
 		assert.Contains(t, r.stderr, `knotmtls csr: cli: interrupted (Ctrl-C or SIGTERM): the new key is stored in Vault KV v2 secret/`+path+
 			` (version 1), but no CSR was written: print it with "knotmtls csr --existing"`)
 		assert.Empty(t, r.stdout)
@@ -62,6 +63,7 @@ func TestCLIInterruptFinishesVaultWrite(t *testing.T) {
 		p.Release()
 		r := e.wait(run)
 		require.Equal(t, cli.ExitError, r.code, r)
+		assert.True(t, strings.HasPrefix(r.stderr, "knotmtls: interrupted: finishing storing the certificate in Vault first"), r.stderr)
 		assert.Contains(t, r.stderr, "interrupted (Ctrl-C or SIGTERM): the import is complete: the certificate is stored in Vault KV v2 secret/"+path+" (version 2)")
 		stored, err := provider.ParseCertificates([]byte(e.kvData(path)["certificate"].(string)))
 		require.NoError(t, err)
@@ -81,6 +83,7 @@ func TestCLIInterruptFinishesVaultWrite(t *testing.T) {
 		r := e.wait(run)
 		require.Equal(t, cli.ExitError, r.code, r)
 		assert.Contains(t, r.stderr, "interrupted (Ctrl-C or SIGTERM): nothing was changed: no key was stored in Vault and no CSR was written")
+		assert.NotContains(t, r.stderr, "finishing", "no write had begun")
 		assert.Empty(t, r.stdout)
 		assert.NotContains(t, r.stderr, "hint:")
 		assert.Equal(t, before, e.kvSnapshot(path), "Vault is unchanged")

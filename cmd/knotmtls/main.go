@@ -17,8 +17,16 @@ import (
 	"github.com/knotmtls/knotmtls/internal/cli"
 )
 
+// main turns the first Ctrl-C or SIGTERM into a cancelled context: the
+// command stops, says what it did, and exits 1. After that first one the
+// default signal handling is back, so a second Ctrl-C ends the process at
+// once (while csr or import finishes a Vault write, for instance).
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	code := cli.Run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

@@ -134,7 +134,7 @@ func runCSR(ctx context.Context, e *env, f *csrFlags) error {
 		}
 		// Once begun, the store is finished: an interrupt now would leave
 		// nobody knowing whether Vault holds a new key.
-		wctx, cancel := uninterruptible(ctx)
+		wctx, cancel := e.uninterruptible(ctx, "storing the key in Vault")
 		csrPEM, err = st.Provision(wctx, f.clientID)
 		if err == nil && !f.transit {
 			// Informational: the version the key was written at. A token

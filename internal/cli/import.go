@@ -109,7 +109,7 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 	if e.interrupted() {
 		return interruptedf("%s", importUntouched)
 	}
-	loc, err := f.store(ctx, st, req, certPEM, chainPEM)
+	loc, err := f.store(ctx, e, st, req, certPEM, chainPEM)
 	if e.interrupted() {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return interruptedf("storing the certificate did not finish within --timeout: whether Vault holds it is unknown; run \"knotmtls status\" to see")
@@ -144,9 +144,9 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 }
 
 // store imports the certificate and returns where it is stored. Once
-// begun, the write is finished even on Ctrl-C (see uninterruptible).
-func (f *importFlags) store(ctx context.Context, st store, req provider.Requirements, certPEM, chainPEM []byte) (StoreLocation, error) {
-	ctx, cancel := uninterruptible(ctx)
+// begun, the write is finished even on Ctrl-C (see env.uninterruptible).
+func (f *importFlags) store(ctx context.Context, e *env, st store, req provider.Requirements, certPEM, chainPEM []byte) (StoreLocation, error) {
+	ctx, cancel := e.uninterruptible(ctx, "storing the certificate in Vault")
 	defer cancel()
 	loc := f.target.location()
 	if tr, ok := st.(*vaultsource.Transit); ok {

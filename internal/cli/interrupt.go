@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // interruptedError is a run stopped by Ctrl-C or SIGTERM. It exits
@@ -32,13 +33,50 @@ func (e *env) interrupted() bool {
 // keeps ctx's values and deadline (--timeout) but not its cancellation, so
 // that Ctrl-C during the step lets the write finish and the command can
 // say what is stored, instead of leaving a write whose outcome nobody
-// knows. Callers check [env.interrupted] before and after the step.
-func uninterruptible(ctx context.Context) (context.Context, context.CancelFunc) {
+// knows. An interrupt during the step is acknowledged on stderr at once
+// ("finishing <what> first"); main restores the default signal handling
+// after the first interrupt, so a second Ctrl-C ends the process. Callers
+// check [env.interrupted] before and after the step; done ends the step
+// and must be called before the command writes anything else.
+func (e *env) uninterruptible(ctx context.Context, what string) (_ context.Context, done func()) {
 	detached := context.WithoutCancel(ctx)
+	var cancel context.CancelFunc
 	if d, ok := ctx.Deadline(); ok {
-		return context.WithDeadline(detached, d)
+		detached, cancel = context.WithDeadline(detached, d)
+	} else {
+		detached, cancel = context.WithCancel(detached)
 	}
-	return context.WithCancel(detached)
+	var (
+		once sync.Once
+		ack  = func() {
+			fmt.Fprintf(e.stderr, "knotmtls: interrupted: finishing %s first (within --timeout); Ctrl-C again ends at once, leaving its outcome unknown\n", what)
+		}
+		ended = make(chan struct{})
+		wg    sync.WaitGroup
+	)
+	parent := e.parent
+	if parent == nil {
+		parent = context.Background()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-parent.Done():
+			if e.interrupted() {
+				once.Do(ack)
+			}
+		case <-ended:
+		}
+	}()
+	return detached, func() {
+		close(ended)
+		wg.Wait()
+		if e.interrupted() {
+			once.Do(ack) // the step ended before the watcher saw the interrupt
+		}
+		cancel()
+	}
 }
 
 // writeFileAtomic writes data to name through a temporary file in the same
