@@ -8,6 +8,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -365,4 +366,48 @@ func TestReportErrorIsOneLine(t *testing.T) {
 	var stderr bytes.Buffer
 	cli.ReportError(&stderr, "status", errors.New("first\nsecond\tthird"))
 	assert.Equal(t, "knotmtls status: first second third\n", stderr.String())
+}
+
+// blockingReader is a stdin nobody types into: Read reports that it was
+// called and blocks until the test ends.
+type blockingReader struct {
+	reading chan struct{}
+	once    sync.Once
+	closed  chan struct{}
+}
+
+func (r *blockingReader) Read([]byte) (int, error) {
+	r.once.Do(func() { close(r.reading) })
+	<-r.closed
+	return 0, io.EOF
+}
+
+// TestInterruptWhileReadingStdin: Ctrl-C while import waits for a pasted
+// certificate on stdin ends the run at once (exit 1, nothing changed),
+// before Vault is contacted.
+func TestInterruptWhileReadingStdin(t *testing.T) {
+	t.Setenv("VAULT_ADDR", closedAddr(t))
+	t.Setenv("VAULT_TOKEN", "s.unused")
+	stdin := &blockingReader{reading: make(chan struct{}), closed: make(chan struct{})}
+	t.Cleanup(func() { close(stdin.closed) })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errOut bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.Run(ctx, []string{"import", "--client-id", "acme", "--env", "development", "--cert", "-"}, stdin, &out, &errOut)
+	}()
+	select {
+	case <-stdin.reading:
+	case <-time.After(20 * time.Second):
+		t.Fatal("import never read stdin")
+	}
+	cancel()
+	select {
+	case code := <-done:
+		assert.Equal(t, cli.ExitError, code, errOut.String())
+		assert.Contains(t, errOut.String(), "interrupted (Ctrl-C or SIGTERM): nothing was changed: no certificate was stored in Vault")
+	case <-time.After(20 * time.Second):
+		t.Fatal("import kept waiting on stdin after the interrupt")
+	}
 }

@@ -80,13 +80,13 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 	if f.cert == "" {
 		return usagef("--cert is required: the certificate file Knot returned, or - for stdin")
 	}
-	certPEM, err := readInput(f.cert, e.stdin)
+	certPEM, err := readInput(ctx, f.cert, e.stdin)
 	if err != nil {
 		return err
 	}
 	var chainPEM []byte
 	if f.chain != "" {
-		if chainPEM, err = readInput(f.chain, e.stdin); err != nil {
+		if chainPEM, err = readInput(ctx, f.chain, e.stdin); err != nil {
 			return err
 		}
 	}
@@ -168,8 +168,10 @@ func (f *importFlags) store(ctx context.Context, e *env, st store, req provider.
 	return loc, nil
 }
 
-// readInput reads a PEM input from a file, or from stdin for "-".
-func readInput(name string, stdin io.Reader) ([]byte, error) {
+// readInput reads a PEM input from a file, or from stdin for "-". A read
+// of stdin (an operator pasting a certificate) gives up when ctx ends, so
+// Ctrl-C works while it waits.
+func readInput(ctx context.Context, name string, stdin io.Reader) ([]byte, error) {
 	var r io.Reader
 	if name == "-" {
 		r = stdin
@@ -181,14 +183,28 @@ func readInput(name string, stdin io.Reader) ([]byte, error) {
 		defer fh.Close()
 		r = fh
 	}
-	b, err := io.ReadAll(io.LimitReader(r, maxPEMInput+1))
-	if err != nil {
-		return nil, fmt.Errorf("cli: read %s: %w", name, err)
+	type read struct {
+		b   []byte
+		err error
 	}
-	if len(b) > maxPEMInput {
+	done := make(chan read, 1)
+	go func() {
+		b, err := io.ReadAll(io.LimitReader(r, maxPEMInput+1))
+		done <- read{b, err}
+	}()
+	var res read
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("cli: read %s: %w", name, ctx.Err())
+	}
+	if res.err != nil {
+		return nil, fmt.Errorf("cli: read %s: %w", name, res.err)
+	}
+	if len(res.b) > maxPEMInput {
 		return nil, fmt.Errorf("cli: %s is larger than %d bytes; a certificate PEM is a few KiB", name, maxPEMInput)
 	}
-	return b, nil
+	return res.b, nil
 }
 
 // loadPool reads a PEM file of CA certificates into a pool.
@@ -196,7 +212,7 @@ func loadPool(name string) (*x509.CertPool, error) {
 	if name == "-" {
 		return nil, usagef("a CA file cannot be read from stdin")
 	}
-	b, err := readInput(name, nil)
+	b, err := readInput(context.Background(), name, nil)
 	if err != nil {
 		return nil, err
 	}
