@@ -13,9 +13,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -23,11 +25,15 @@ import (
 	"github.com/knotmtls/knotmtls/internal/pkitest"
 	"github.com/knotmtls/knotmtls/knotclient"
 	"github.com/knotmtls/knotmtls/provider"
+	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
 // markerSecret is the Knot secret of TestNoSecretUnderAnyVerb: any output
 // holding it (or one of its encodings) is a leak.
 const markerSecret = "MARKER-s3cr3t-7f41c2e9"
+
+// markerToken is the Vault token the Vault sources of the test reach.
+const markerToken = "hvs.MARKER-v4ult-t0ken-93b1"
 
 // verbs are the fmt verbs every value is printed with: the four the
 // contract names, and the ones that format strings and bytes as hex,
@@ -78,7 +84,7 @@ func keyMarkers(t *testing.T, key *rsa.PrivateKey) []string {
 }
 
 // TestNoSecretUnderAnyVerb: no exported type that holds or reaches the Knot
-// secret or a private key prints it, under any fmt verb, by value or by
+// secret, a Vault token or a private key prints it, under any fmt verb, by value or by
 // pointer, nested in a caller's struct (where fmt cannot call its methods),
 // through the slog text and JSON handlers, or in an error message.
 func TestNoSecretUnderAnyVerb(t *testing.T) {
@@ -138,6 +144,17 @@ func TestNoSecretUnderAnyVerb(t *testing.T) {
 	_, emptyErr := knotclient.StaticSecret("").Secret(context.Background())
 	require.Error(t, emptyErr)
 
+	// Vault sources reach the Vault token through their *api.Client.
+	vcfg := api.DefaultConfig()
+	vcfg.Address = "http://127.0.0.1:1"
+	vc, err := api.NewClient(vcfg)
+	require.NoError(t, err)
+	vc.SetToken(markerToken)
+	kv, err := vaultsource.NewKV(vc, "secret", "knot/development/x")
+	require.NoError(t, err)
+	transit, err := vaultsource.NewTransit(vc, "transit", "knot-development-x")
+	require.NoError(t, err)
+
 	// holder is a caller's struct keeping the values in unexported fields:
 	// fmt prints those fields without calling their methods.
 	type holder struct {
@@ -148,18 +165,23 @@ func TestNoSecretUnderAnyVerb(t *testing.T) {
 	}
 	held := holder{cfg: cfg, secret: cfg.Secret, bundle: *bundle, status: prov.Status()}
 
-	// knownLeak names the one output in which a row still leaks because
-	// the type is another package's to fix: provider.Bundle has no
-	// LogValue or MarshalJSON, so slog's JSON handler marshals its
-	// *rsa.PrivateKey (D and the primes as decimal numbers). The row
-	// requires that leak to still be there, so the day Bundle formats
-	// itself this test fails and the entry must go; every other output of
-	// the row is checked as usual.
-	const bundleJSON = "slog JSON"
+	// knownLeak names the outputs in which a row still leaks because the
+	// type is another package's to fix. The row requires those leaks to
+	// still be there, so the day the type formats itself this test fails
+	// and the entry must go; every other output of the row is checked as
+	// usual.
+	//   - provider.Bundle (provider) has no LogValue or MarshalJSON, so
+	//     slog's JSON handler marshals its *rsa.PrivateKey (D and the
+	//     primes as decimal numbers), also nested in provider.Status.
+	//   - a vaultsource.KV value (vaultsource): fmt prints a pointer under
+	//     %s or %q by printing what it points to, and KV holds its
+	//     *api.Client, and so the token, one pointer away.
+	bundleJSON := []string{"slog JSON"}
+	kvCopy := []string{"%s", "%q"}
 	values := []struct {
 		name      string
 		value     any
-		knownLeak string
+		knownLeak []string
 	}{
 		{name: "StaticSecret", value: cfg.Secret},
 		{name: "*StaticSecret", value: &cfg.Secret},
@@ -175,6 +197,9 @@ func TestNoSecretUnderAnyVerb(t *testing.T) {
 		{name: "*Provider", value: prov},
 		{name: "Status", value: prov.Status(), knownLeak: bundleJSON},
 		{name: "*filesource.Source", value: files},
+		{name: "*vaultsource.KV", value: kv},
+		{name: "vaultsource.KV (copy)", value: reflect.ValueOf(kv).Elem().Interface(), knownLeak: kvCopy},
+		{name: "*vaultsource.Transit", value: transit},
 		{name: "values in unexported fields", value: held},
 		{name: "*values in unexported fields", value: &held},
 		{name: "error: echoed credentials", value: callErr},
@@ -184,6 +209,7 @@ func TestNoSecretUnderAnyVerb(t *testing.T) {
 		{name: "error: key does not match", value: mismatchErr},
 	}
 	markers := append(secretMarkers(testClientID, markerSecret), keyMarkers(t, key)...)
+	markers = append(markers, markerToken, hex.EncodeToString([]byte(markerToken)))
 	for _, tc := range values {
 		t.Run(tc.name, func(t *testing.T) {
 			outputs := map[string]string{}
@@ -201,17 +227,17 @@ func TestNoSecretUnderAnyVerb(t *testing.T) {
 				}
 			}
 			for how, out := range outputs {
-				leaks := false
+				leaks, known := false, slices.Contains(tc.knownLeak, how)
 				for _, m := range markers {
 					if strings.Contains(out, m) {
 						leaks = true
-						if how != tc.knownLeak {
+						if !known {
 							t.Errorf("%s prints %q (a secret or key form):\n%s", how, m, out)
 						}
 					}
 				}
-				if how == tc.knownLeak && !leaks {
-					t.Errorf("%s no longer leaks: remove knownLeak from this row", how)
+				if known && !leaks {
+					t.Errorf("%s no longer leaks: remove it from knownLeak of this row", how)
 				}
 			}
 			assert.NotEmpty(t, outputs["%v"], "the value prints something")
