@@ -147,6 +147,9 @@ func runCheck(ctx context.Context, e *env, f *checkFlags) error {
 	if u.User != nil {
 		return usagef("--base-url must not carry user info: the Knot secret comes from --secret-env or --secret-kv")
 	}
+	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(base, "?") || strings.HasSuffix(base, "#") {
+		return usagef("--base-url must not carry a query or a fragment: give the scheme, host and optional path prefix only")
+	}
 	var cfg knotclient.Config
 	if f.caFile != "" {
 		pool, err := loadPool(f.caFile)

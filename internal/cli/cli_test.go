@@ -135,6 +135,7 @@ func TestUsageErrors(t *testing.T) {
 		{"check over http", append([]string{"check", "--base-url", "http://knot.example"}, id...), "https only"},
 		{"check over http with credentials", append([]string{"check", "--base-url", "http://u:hunter2@knot.example"}, id...), "https only"},
 		{"check with credentials in the URL", append([]string{"check", "--base-url", "https://u:hunter2@knot.example"}, id...), "must not carry user info"},
+		{"check with a query in the URL", append([]string{"check", "--base-url", "https://knot.example/?token=hunter2"}, id...), "must not carry a query or a fragment"},
 		{"check without secret", append([]string{"check"}, id...), "KNOT_SECRET (--secret-env) is empty"},
 		{"check with no secret source", append([]string{"check", "--secret-env", ""}, id...), "--secret-env VAR or --secret-kv PATH"},
 		{"ca file from stdin", append([]string{"status", "--knot-ca", "-"}, id...), "cannot be read from stdin"},
