@@ -1,14 +1,17 @@
 package integration_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,8 +22,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/knotmtls/knotmtls/cmd/knotmtls/cli"
+	"github.com/knotmtls/knotmtls/integration/clitest"
 	"github.com/knotmtls/knotmtls/integration/vaulttest"
+	"github.com/knotmtls/knotmtls/internal/cli"
 	"github.com/knotmtls/knotmtls/knotclient/knottest"
 	"github.com/knotmtls/knotmtls/provider"
 )
@@ -37,6 +41,7 @@ type cliEnv struct {
 	dir      string
 	caFile   string // PEM of the CA that signed knottest's server certificate
 	clientID string
+	runner   *clitest.Runner // identity "development" / clientID
 
 	mu      sync.Mutex
 	outputs []cliOutput
@@ -69,8 +74,11 @@ func newCLIEnv(t *testing.T) *cliEnv {
 	knot := knottest.NewTestServer(t)
 	e := &cliEnv{t: t, vault: v, root: root, knot: knot, dir: t.TempDir(), clientID: knot.ClientID(),
 		kvPaths: map[string]bool{}}
+	e.runner = &clitest.Runner{ClientID: e.clientID, Env: "development"}
+	caPEM, err := clitest.ServerCAPEM(knot)
+	require.NoError(t, err)
 	e.caFile = filepath.Join(e.dir, "knottest-server-ca.pem")
-	require.NoError(t, os.WriteFile(e.caFile, cliServerCAPEM(t, knot), 0o644))
+	require.NoError(t, os.WriteFile(e.caFile, caPEM, 0o644))
 	t.Setenv("VAULT_ADDR", v.Addr)
 	t.Setenv("VAULT_TOKEN", v.Token)
 	t.Setenv("VAULT_NAMESPACE", "")
@@ -78,35 +86,6 @@ func newCLIEnv(t *testing.T) *cliEnv {
 	e.watchKV(cli.DefaultKVPath("development", e.clientID))
 	t.Cleanup(e.assertNoKeyMaterial)
 	return e
-}
-
-// cliServerCAPEM returns the PEM of the CA that signed the server's
-// certificate, taken from the chain a verified handshake builds against
-// knottest's RootCAs (knottest exposes the pool, not the certificate).
-func cliServerCAPEM(t *testing.T, s *knottest.Server) []byte {
-	t.Helper()
-	var ca *x509.Certificate
-	cfg := &tls.Config{
-		RootCAs:    s.RootCAs(),
-		MinVersion: tls.VersionTLS12,
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return &tls.Certificate{}, nil // none: the server refuses us after we saw its chain
-		},
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.VerifiedChains) > 0 {
-				chain := cs.VerifiedChains[0]
-				ca = chain[len(chain)-1]
-			}
-			return nil
-		},
-	}
-	addr := strings.TrimPrefix(s.URL(), "https://")
-	conn, err := tls.Dial("tcp", addr, cfg)
-	if err == nil {
-		_ = conn.Close()
-	}
-	require.NotNil(t, ca, "no verified server chain from %s (handshake: %v)", addr, err)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
 }
 
 // watchKV adds a KV v2 path (mount "secret") whose keys, in every version,
@@ -117,7 +96,7 @@ func (e *cliEnv) watchKV(path string) {
 	e.mu.Unlock()
 }
 
-// run runs the CLI in process, through cli.Run, with empty stdin.
+// run runs the CLI in process, through clitest (cli.Run), with empty stdin.
 func (e *cliEnv) run(args ...string) cliResult {
 	e.t.Helper()
 	return e.runIn(nil, args...)
@@ -131,28 +110,139 @@ func (e *cliEnv) runIn(stdin []byte, args ...string) cliResult {
 
 func (e *cliEnv) exec(stdin []byte, pemTypeNamed bool, args ...string) cliResult {
 	e.t.Helper()
-	var out, errOut bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	code := cli.Run(ctx, args, bytes.NewReader(stdin), &out, &errOut)
-	r := cliResult{code: code, stdout: out.String(), stderr: errOut.String()}
+	return e.record(e.runner.Run(context.Background(), stdin, args...), pemTypeNamed)
+}
+
+// record keeps a result's output for the key-material check.
+func (e *cliEnv) record(res clitest.Result, pemTypeNamed bool) cliResult {
+	e.t.Helper()
+	args := res.Args
+	r := cliResult{code: res.Code, stdout: res.Stdout, stderr: res.Stderr}
 	e.mu.Lock()
 	e.outputs = append(e.outputs, cliOutput{args: strings.Join(args, " "), stdout: r.stdout, stderr: r.stderr, pemTypeNamed: pemTypeNamed})
 	e.mu.Unlock()
 	if !pemTypeNamed {
 		assert.NotContains(e.t, r.stdout+r.stderr, "PRIVATE KEY", "knotmtls %s", strings.Join(args, " "))
 	}
+	// The CLI speaks in flags: the library's Go options never reach an
+	// operator ("use WithKVVersion(1)" is "use --kv-version 1").
+	assert.NotRegexp(e.t, goOptionName, r.stdout+r.stderr, "knotmtls %s", strings.Join(args, " "))
 	return r
 }
 
-// ids returns the identity flags for env "development".
-func (e *cliEnv) ids(extra ...string) []string {
-	return append([]string{"--client-id", e.clientID, "--env", "development"}, extra...)
+// goOptionName matches a Go option or method of the library named in a
+// message.
+var goOptionName = regexp.MustCompile(`\bWith[A-Z][A-Za-z]*|again with CSR\b`)
+
+// start starts one command in the background, for a test that interrupts
+// it (Running.Interrupt, as Ctrl-C does); finish it with wait.
+func (e *cliEnv) start(stdin []byte, args ...string) *clitest.Running {
+	return e.runner.Start(context.Background(), stdin, args...)
+}
+
+// wait waits for a command started with start and records its output.
+func (e *cliEnv) wait(run *clitest.Running) cliResult {
+	e.t.Helper()
+	return e.record(run.Wait(), false)
+}
+
+// holdingProxy forwards every request to the test's Vault, except that it
+// holds the first one match selects until Release: a Vault request in
+// flight at a chosen moment, for interrupt tests. A held request whose
+// client gives up is dropped, not forwarded.
+type holdingProxy struct {
+	URL      string
+	held     chan struct{}
+	release  chan struct{}
+	released sync.Once
+}
+
+func (e *cliEnv) holdingProxy(match func(*http.Request) bool) *holdingProxy {
+	e.t.Helper()
+	target, err := url.Parse(e.vault.Addr)
+	require.NoError(e.t, err)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	p := &holdingProxy{held: make(chan struct{}), release: make(chan struct{})}
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hold := false
+		if match(r) {
+			once.Do(func() { hold = true })
+		}
+		if hold {
+			close(p.held)
+			select {
+			case <-p.release:
+			case <-r.Context().Done():
+				return // the client gave up: the request never reaches Vault
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	p.URL = srv.URL
+	e.t.Cleanup(func() {
+		p.Release()
+		srv.Close()
+	})
+	return p
+}
+
+// waitHeld waits until the proxy holds its request.
+func (p *holdingProxy) waitHeld(t *testing.T, run *clitest.Running) {
+	t.Helper()
+	select {
+	case <-p.held:
+	case <-time.After(time.Minute):
+		run.Interrupt()
+		t.Fatalf("no matching Vault request within a minute:\n%s", run.Wait())
+	}
+}
+
+// Release lets the held request through.
+func (p *holdingProxy) Release() { p.released.Do(func() { close(p.release) }) }
+
+// hangingListener accepts TCP connections and never answers (a TLS
+// handshake to it never completes). It returns the address and a channel
+// that receives once per accepted connection.
+func hangingListener(t *testing.T) (string, <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	accepted := make(chan struct{}, 16)
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			accepted <- struct{}{}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String(), accepted
 }
 
 // cmd builds the arguments of one command with the identity flags.
 func (e *cliEnv) cmd(name string, extra ...string) []string {
-	return append([]string{name}, e.ids(extra...)...)
+	return e.runner.Args(name, extra...)
 }
 
 // checkArgs are the flags check needs to call knottest.
@@ -244,21 +334,9 @@ func (e *cliEnv) storedKeys() []string {
 	return keys
 }
 
-// keyChunks cuts a PEM key's base64 body into 24-character pieces: any of
-// them in an output would be a leak.
-func keyChunks(keyPEM string) []string {
-	block, _ := pem.Decode([]byte(keyPEM))
-	if block == nil {
-		return nil
-	}
-	body := string(pem.EncodeToMemory(&pem.Block{Type: "X", Bytes: block.Bytes}))
-	body = strings.Join(strings.Fields(strings.NewReplacer("-----BEGIN X-----", "", "-----END X-----", "").Replace(body)), "")
-	var chunks []string
-	for i := 0; i+24 <= len(body); i += 24 {
-		chunks = append(chunks, body[i:i+24])
-	}
-	return chunks
-}
+// keyChunks is clitest.KeyChunks, for the tests that check outputs
+// themselves.
+var keyChunks = clitest.KeyChunks
 
 // assertNoKeyMaterial checks every output of the test against every key
 // Vault holds at the watched paths.
@@ -268,14 +346,8 @@ func (e *cliEnv) assertNoKeyMaterial() {
 	outputs := append([]cliOutput(nil), e.outputs...)
 	e.mu.Unlock()
 	for _, o := range outputs {
-		text := strings.Join(strings.Fields(o.stdout+o.stderr), "")
-		for _, k := range keys {
-			for _, c := range keyChunks(k) {
-				if strings.Contains(text, c) {
-					e.t.Errorf("knotmtls %s printed part of a stored private key", o.args)
-					break
-				}
-			}
+		if clitest.LeaksKey(o.stdout+o.stderr, keys...) {
+			e.t.Errorf("knotmtls %s printed part of a stored private key", o.args)
 		}
 	}
 	e.t.Logf("checked %d CLI outputs against %d stored private keys", len(outputs), len(keys))

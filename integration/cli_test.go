@@ -17,7 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/knotmtls/knotmtls/cmd/knotmtls/cli"
+	"github.com/knotmtls/knotmtls/integration/clitest"
+	"github.com/knotmtls/knotmtls/internal/cli"
 	"github.com/knotmtls/knotmtls/knotclient/knottest"
 	"github.com/knotmtls/knotmtls/provider"
 )
@@ -103,7 +104,8 @@ func TestCLILifecycleKV(t *testing.T) {
 	assert.Equal(t, leaf.NotAfter.UTC(), rep.Certificate.NotAfter)
 	assert.InDelta(t, 364, rep.Certificate.DaysLeft, 1)
 	assert.Equal(t, "RSA-2048", rep.Certificate.PublicKey)
-	assert.Equal(t, "30d", rep.Warn)
+	assert.Equal(t, "auto", rep.Warn)
+	assert.Equal(t, "30d", rep.WarnThreshold, "a 365-day certificate: the last 30 days")
 	assert.Empty(t, rep.Problem)
 
 	// check: a real mTLS request through provider + knotclient.
@@ -416,10 +418,8 @@ func TestCLIRefusalsLeaveVaultUnchanged(t *testing.T) {
 		assert.Equal(t, cli.ExitRefused, r.code, r)
 		assert.Contains(t, r.stderr, "expected CERTIFICATE")
 		assert.Contains(t, r.stderr, "never paste a private key")
-		text := strings.Join(strings.Fields(r.stdout+r.stderr), "")
-		for _, c := range keyChunks(string(pastedPEM)) {
-			require.NotContains(t, text, c, "the pasted key is echoed")
-		}
+		require.NotEmpty(t, clitest.KeyChunks(string(pastedPEM)))
+		require.False(t, clitest.LeaksKey(r.stdout+r.stderr, string(pastedPEM)), "the pasted key is echoed")
 		assert.Equal(t, before, e.kvSnapshot(path))
 	})
 
@@ -450,7 +450,9 @@ func TestCLIRefusalsLeaveVaultUnchanged(t *testing.T) {
 // TestCLIStatusExitCodes proves status's exit codes and JSON results for
 // each state a monitoring check must tell apart: ok, expiring within
 // --warn, expired, invalid (the certificate is not for this client_id, or
-// not for the stored key) and missing.
+// not for the stored key) and missing; and the default threshold without
+// --warn, the last third of the validity at most 30 days, by which a fresh
+// 30-day certificate is ok (it was "expiring" under the old fixed 30d).
 func TestCLIStatusExitCodes(t *testing.T) {
 	e := newCLIEnv(t)
 	ctx := context.Background()
@@ -483,6 +485,11 @@ func TestCLIStatusExitCodes(t *testing.T) {
 	importValidity(okPath, okCSR, now.Add(-time.Hour), now.Add(365*24*time.Hour))
 	soonPath, soonCSR := provision("soon")
 	importValidity(soonPath, soonCSR, now.Add(-time.Hour), now.Add(10*24*time.Hour+time.Hour))
+	// A fresh 30-day certificate, and one of 30 days with 5 left.
+	freshPath, freshCSR := provision("fresh30")
+	importValidity(freshPath, freshCSR, now.Add(-time.Hour), now.Add(30*24*time.Hour-time.Hour))
+	latePath, lateCSR := provision("late30")
+	importValidity(latePath, lateCSR, now.Add(-25*24*time.Hour), now.Add(5*24*time.Hour))
 	expiredPath, expiredCSR := provision("expired")
 	expiredCert, err := e.knot.SignCSRValidity(expiredCSR, now.Add(-30*24*time.Hour), now.Add(-24*time.Hour))
 	require.NoError(t, err)
@@ -494,23 +501,31 @@ func TestCLIStatusExitCodes(t *testing.T) {
 	missingPath, _ := provision("missing")
 
 	cases := []struct {
-		name     string
-		args     []string
-		code     int
-		result   string
-		certInfo bool
-		want     string
+		name      string
+		args      []string
+		code      int
+		result    string
+		certInfo  bool
+		want      string
+		warn      string // StatusReport.Warn
+		threshold string // StatusReport.WarnThreshold
 	}{
-		{"ok", e.cmd("status", "--kv-path", okPath), cli.ExitOK, cli.ResultOK, true, ""},
-		{"ok with a short warn", e.cmd("status", "--kv-path", soonPath, "--warn", "5d"), cli.ExitOK, cli.ResultOK, true, ""},
-		{"expiring within the default 30d", e.cmd("status", "--kv-path", soonPath), cli.ExitExpiring, cli.ResultExpiring, true, "within --warn 30d"},
-		{"expiring within 2w", e.cmd("status", "--kv-path", soonPath, "--warn", "2w"), cli.ExitExpiring, cli.ResultExpiring, true, "within --warn 14d"},
-		{"expired", e.cmd("status", "--kv-path", expiredPath), cli.ExitExpired, cli.ResultExpired, true, "certificate expired"},
+		{"ok", e.cmd("status", "--kv-path", okPath), cli.ExitOK, cli.ResultOK, true, "", "auto", "30d"},
+		{"ok: a fresh 30-day certificate is not expiring", e.cmd("status", "--kv-path", freshPath), cli.ExitOK, cli.ResultOK, true, "", "auto", "10d"},
+		{"ok: 10 days left of 10 are not the last third", e.cmd("status", "--kv-path", soonPath), cli.ExitOK, cli.ResultOK, true, "", "auto", ""},
+		{"ok with a short warn", e.cmd("status", "--kv-path", soonPath, "--warn", "5d"), cli.ExitOK, cli.ResultOK, true, "", "5d", "5d"},
+		{"expiring in the last third of 30 days", e.cmd("status", "--kv-path", latePath), cli.ExitExpiring, cli.ResultExpiring, true,
+			"within its last 10d (the last third of its 30d validity, at most 30d; set --warn to choose)", "auto", "10d"},
+		{"expiring within 2w", e.cmd("status", "--kv-path", soonPath, "--warn", "2w"), cli.ExitExpiring, cli.ResultExpiring, true,
+			"within --warn 14d, which is not shorter than its whole 10d validity", "14d", "14d"},
+		{"expiring: --warn 30d on a fresh 30-day certificate says why", e.cmd("status", "--kv-path", freshPath, "--warn", "30d"), cli.ExitExpiring, cli.ResultExpiring, true,
+			"within --warn 30d, which is not shorter than its whole 30d validity: it is expiring from the day it is issued", "30d", "30d"},
+		{"expired", e.cmd("status", "--kv-path", expiredPath), cli.ExitExpired, cli.ResultExpired, true, "certificate expired", "auto", ""},
 		{"invalid: another client_id", []string{"status", "--client-id", "another-client", "--env", "development", "--kv-path", okPath},
-			cli.ExitRefused, cli.ResultInvalid, true, "subject CN does not match client_id"},
-		{"invalid: certificate of another key", e.cmd("status", "--kv-path", mismatchPath), cli.ExitRefused, cli.ResultInvalid, false, "private key does not match certificate"},
-		{"missing: no certificate yet", e.cmd("status", "--kv-path", missingPath), cli.ExitRefused, cli.ResultMissing, false, "missing field"},
-		{"missing: nothing stored", e.cmd("status", "--kv-path", "knot/development/nothing-here"), cli.ExitRefused, cli.ResultMissing, false, "secret not found"},
+			cli.ExitRefused, cli.ResultInvalid, true, "subject CN does not match client_id", "auto", ""},
+		{"invalid: certificate of another key", e.cmd("status", "--kv-path", mismatchPath), cli.ExitRefused, cli.ResultInvalid, false, "private key does not match certificate", "auto", ""},
+		{"missing: no certificate yet", e.cmd("status", "--kv-path", missingPath), cli.ExitRefused, cli.ResultMissing, false, "missing field", "auto", ""},
+		{"missing: nothing stored", e.cmd("status", "--kv-path", "knot/development/nothing-here"), cli.ExitRefused, cli.ResultMissing, false, "secret not found", "auto", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -528,6 +543,10 @@ func TestCLIStatusExitCodes(t *testing.T) {
 			assert.Equal(t, tc.code, rep.ExitCode)
 			assert.Contains(t, rep.Problem, tc.want)
 			assert.Equal(t, tc.certInfo, rep.Certificate != nil)
+			assert.Equal(t, tc.warn, rep.Warn)
+			if tc.threshold != "" {
+				assert.Equal(t, tc.threshold, rep.WarnThreshold)
+			}
 			if tc.result != cli.ResultOK {
 				assert.NotEmpty(t, rep.Hint)
 			}
@@ -614,10 +633,7 @@ func TestCLIVaultErrors(t *testing.T) {
 		require.NoError(t, err)
 		k, _ := sec.Data["private_key"].(string)
 		require.NotEmpty(t, k)
-		text := strings.Join(strings.Fields(r.stdout+r.stderr), "")
-		for _, c := range keyChunks(k) {
-			require.NotContains(t, text, c)
-		}
+		require.False(t, clitest.LeaksKey(r.stdout+r.stderr, k))
 	})
 }
 
@@ -650,10 +666,16 @@ func TestCLIPolicies(t *testing.T) {
 			require.Equal(t, cli.ExitOK, r.code, r)
 			r = e.run(e.cmd("csr", append(mode.flags, "--rotate")...)...)
 			require.Equal(t, cli.ExitOK, r.code, "rotation needs only the provisioning policy: %s", r)
-			cert2, err := e.knot.SignCSR([]byte(r.stdout))
+			csr2 := []byte(r.stdout)
+			cert2, err := e.knot.SignCSR(csr2)
 			require.NoError(t, err)
 			r = e.runIn(cert2, e.cmd("import", append(mode.flags, "--cert", "-")...)...)
 			require.Equal(t, cli.ExitOK, r.code, r)
+			// A new certificate for the current key (a new serial): its
+			// import needs a write, whether or not re-importing a stored
+			// certificate does.
+			cert3, err := e.knot.SignCSR(csr2)
+			require.NoError(t, err)
 
 			t.Setenv("VAULT_TOKEN", tokens["knotmtls-runtime-"+mode.pol+".hcl"])
 			r = e.run(e.cmd("status", mode.flags...)...)
@@ -663,7 +685,7 @@ func TestCLIPolicies(t *testing.T) {
 			r = e.run(e.cmd("csr", append(mode.flags, "--rotate")...)...)
 			assert.Equal(t, cli.ExitVault, r.code, r)
 			assert.Contains(t, r.stderr, "permission denied")
-			r = e.runIn(cert2, e.cmd("import", append(mode.flags, "--cert", "-")...)...)
+			r = e.runIn(cert3, e.cmd("import", append(mode.flags, "--cert", "-")...)...)
 			assert.Equal(t, cli.ExitVault, r.code, r)
 			assert.Contains(t, r.stderr, "permission denied")
 		})

@@ -78,6 +78,22 @@ func New(cfg Config) (*Client, error) {
 // BaseURL returns the URL the client sends requests to.
 func (c *Client) BaseURL() string { return c.baseURL }
 
+// String describes the client by its client_id and the scheme and host it
+// calls. It never includes the secret or anything the certificate getter
+// holds.
+func (c *Client) String() string {
+	return fmt.Sprintf("knotclient.Client{ClientID:%q, BaseURL:%q}", c.cfg.ClientID, urlOrigin(c.baseURL))
+}
+
+// Format prints [Client.String] under every verb: fmt would otherwise print
+// the fields, the Config with its Secret among them.
+func (c *Client) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
+
+// LogValue describes the client for slog handlers, as [Client.String] does.
+func (c *Client) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("client_id", c.cfg.ClientID), slog.String("base_url", urlOrigin(c.baseURL)))
+}
+
 // httpClient builds the transport on first use.
 func (c *Client) httpClient() *http.Client {
 	c.once.Do(func() {

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -116,6 +117,89 @@ type Config struct {
 	// slog.Default()). Log lines carry the operation and status, never the
 	// secret, request bodies, session IDs or card data.
 	Logger *slog.Logger
+}
+
+// String describes cfg for logs and debugging without anything secret: the
+// Secret prints as REDACTED whatever its type, Certificates as its type,
+// BaseURL as its scheme and host only (a URL can carry credentials in its
+// user info, path or query), and other fields only when set.
+func (cfg Config) String() string {
+	var b strings.Builder
+	b.WriteString("knotclient.Config{")
+	fmt.Fprintf(&b, "ClientID:%q", cfg.ClientID)
+	if cfg.Environment != "" {
+		fmt.Fprintf(&b, ", Environment:%q", string(cfg.Environment))
+	}
+	if cfg.BaseURL != "" {
+		fmt.Fprintf(&b, ", BaseURL:%q", urlOrigin(cfg.BaseURL))
+	}
+	b.WriteString(", Secret:" + presence(cfg.Secret != nil, redacted))
+	if cfg.Certificates != nil {
+		fmt.Fprintf(&b, ", Certificates:%T", cfg.Certificates)
+	} else {
+		b.WriteString(", Certificates:<nil>")
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+		val  string
+	}{
+		{"RootCAs", cfg.RootCAs != nil, "set"},
+		{"KnotVersion", cfg.KnotVersion != "", fmt.Sprintf("%q", cfg.KnotVersion)},
+		{"UserAgent", cfg.UserAgent != "", fmt.Sprintf("%q", cfg.UserAgent)},
+		{"Timeout", cfg.Timeout != 0, cfg.Timeout.String()},
+		{"MaxAttempts", cfg.MaxAttempts != 0, fmt.Sprint(cfg.MaxAttempts)},
+		{"RetryBaseDelay", cfg.RetryBaseDelay != 0, cfg.RetryBaseDelay.String()},
+		{"RetryMaxDelay", cfg.RetryMaxDelay != 0, cfg.RetryMaxDelay.String()},
+		{"MaxRetryAfter", cfg.MaxRetryAfter != 0, cfg.MaxRetryAfter.String()},
+		{"MaxPages", cfg.MaxPages != 0, fmt.Sprint(cfg.MaxPages)},
+		{"Transport", cfg.Transport != nil, "set"},
+		{"WrapTransport", cfg.WrapTransport != nil, "set"},
+		{"Logger", cfg.Logger != nil, "set"},
+	} {
+		if f.set {
+			b.WriteString(", " + f.name + ":" + f.val)
+		}
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// Format prints [Config.String] under every verb: fmt would otherwise print
+// the fields, and a Secret reached that way cannot format itself.
+func (cfg Config) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, cfg.String()) }
+
+// LogValue describes cfg for slog handlers, as [Config.String] does.
+func (cfg Config) LogValue() slog.Value {
+	attrs := []slog.Attr{
+		slog.String("client_id", cfg.ClientID),
+		slog.String("secret", presence(cfg.Secret != nil, redacted)),
+		slog.String("certificates", fmt.Sprintf("%T", cfg.Certificates)),
+	}
+	if cfg.Environment != "" {
+		attrs = append(attrs, slog.String("environment", string(cfg.Environment)))
+	}
+	if cfg.BaseURL != "" {
+		attrs = append(attrs, slog.String("base_url", urlOrigin(cfg.BaseURL)))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// urlOrigin returns the scheme and host of raw, dropping user info, path,
+// query and fragment, or a placeholder when raw does not parse.
+func urlOrigin(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(not an absolute URL)"
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+func presence(set bool, s string) string {
+	if !set {
+		return "<nil>"
+	}
+	return s
 }
 
 func invalid(format string, args ...any) error {

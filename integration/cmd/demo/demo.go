@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -21,8 +18,9 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/knotmtls/knotmtls/cmd/knotmtls/cli"
+	"github.com/knotmtls/knotmtls/integration/clitest"
 	"github.com/knotmtls/knotmtls/integration/vaulttest"
+	"github.com/knotmtls/knotmtls/internal/cli"
 	"github.com/knotmtls/knotmtls/knotclient"
 	"github.com/knotmtls/knotmtls/knotclient/knottest"
 	"github.com/knotmtls/knotmtls/provider"
@@ -272,7 +270,7 @@ func (d *demo) startKnot() (string, error) {
 	}
 	d.knot = k
 	d.clientID = k.ClientID()
-	ca, err := serverCAPEM(k)
+	ca, err := clitest.ServerCAPEM(k)
 	if err != nil {
 		return "", err
 	}
@@ -287,36 +285,6 @@ func (d *demo) startKnot() (string, error) {
 	}
 	fmt.Fprintf(d.out, "    %s, client_id %s; its API secret stored at secret/%s-api\n", k.URL(), d.clientID, cli.DefaultKVPath(d.env, d.clientID))
 	return k.URL(), nil
-}
-
-// serverCAPEM returns the PEM of the CA that signed the server's TLS
-// certificate, from the chain a verified handshake builds (knottest exposes
-// the pool, not the certificate). The server refuses the handshake once it
-// asks for a client certificate; by then the chain was verified.
-func serverCAPEM(s *knottest.Server) ([]byte, error) {
-	var ca *x509.Certificate
-	cfg := &tls.Config{
-		RootCAs:    s.RootCAs(),
-		MinVersion: tls.VersionTLS12,
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return &tls.Certificate{}, nil
-		},
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.VerifiedChains) > 0 {
-				chain := cs.VerifiedChains[0]
-				ca = chain[len(chain)-1]
-			}
-			return nil
-		},
-	}
-	conn, err := tls.Dial("tcp", strings.TrimPrefix(s.URL(), "https://"), cfg)
-	if err == nil {
-		_ = conn.Close()
-	}
-	if ca == nil {
-		return nil, fmt.Errorf("demo: no verified server chain from knottest: %v", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), nil
 }
 
 // cli runs one knotmtls command through cli.Run and shows its output.
@@ -337,7 +305,9 @@ func (d *demo) cliOut(ctx context.Context, stdin []byte, name string, args ...st
 // cliRun runs and shows one knotmtls command and returns its stdout and
 // exit code.
 func (d *demo) cliRun(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, int) {
-	full := append([]string{name, "--client-id", d.clientID, "--env", d.env}, args...)
+	runner := &clitest.Runner{ClientID: d.clientID, Env: d.env, Timeout: cli.DefaultTimeout,
+		Hidden: []string{"--vault-addr", d.vault.Addr, "--token-file", d.tokenFile}}
+	full := runner.Args(name, args...)
 	shown := strings.ReplaceAll(strings.Join(full, " "), d.dir+string(filepath.Separator), "")
 	if stdin != nil {
 		shown = "cat cert.pem | knotmtls " + shown
@@ -345,12 +315,10 @@ func (d *demo) cliRun(ctx context.Context, stdin []byte, name string, args ...st
 		shown = "knotmtls " + shown
 	}
 	fmt.Fprintf(d.out, "    $ %s\n", shown)
-	full = append(full, "--vault-addr", d.vault.Addr, "--token-file", d.tokenFile)
-	var stdout, stderr bytes.Buffer
-	code := cli.Run(ctx, full, bytes.NewReader(stdin), &stdout, &stderr)
-	d.show(bytes.ReplaceAll(stdout.Bytes(), []byte(d.dir+string(filepath.Separator)), nil),
-		bytes.ReplaceAll(stderr.Bytes(), []byte(d.dir+string(filepath.Separator)), nil))
-	return stdout.Bytes(), code
+	r := runner.Run(ctx, stdin, full...)
+	strip := func(s string) []byte { return []byte(strings.ReplaceAll(s, d.dir+string(filepath.Separator), "")) }
+	d.show(strip(r.Stdout), strip(r.Stderr))
+	return []byte(r.Stdout), r.Code
 }
 
 // show prints a command's output indented; a PEM block is shortened to

@@ -66,8 +66,8 @@ func (t *target) validate() error {
 		return usagef("--client-id is required (the client_id Knot gave you)")
 	}
 	for _, r := range t.clientID {
-		if unicode.IsSpace(r) || unicode.IsControl(r) || r == '/' {
-			return usagef("--client-id %q contains whitespace, a control character or '/'", t.clientID)
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == '/' || r == ':' {
+			return usagef("--client-id %q contains whitespace, a control character, '/' or ':'", t.clientID)
 		}
 	}
 	switch t.env {
@@ -205,7 +205,7 @@ func ParseDays(s string) (time.Duration, error) {
 type daysFlag struct{ d *time.Duration }
 
 func (f daysFlag) String() string {
-	if f.d == nil {
+	if f.d == nil || *f.d == 0 {
 		return ""
 	}
 	return formatDays(*f.d)

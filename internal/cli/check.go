@@ -21,6 +21,9 @@ import (
 	"github.com/knotmtls/knotmtls/provider"
 )
 
+// checkUntouched is what an interrupted check that stopped early left alone.
+const checkUntouched = "nothing was changed (check only reads Vault and makes one read-only request to Knot)"
+
 var checkCommand = &command{
 	name:    "check",
 	summary: "make a real mTLS request to Knot with the stored certificate",
@@ -41,13 +44,22 @@ The Basic auth secret comes from the environment variable --secret-env
 (default KNOT_SECRET) or, with --secret-kv, from a KV secret in --kv-mount
 (field --secret-field). It is never printed.
 
+check changes nothing; interrupted (Ctrl-C), it exits 1 and its report says
+so.
+
 Examples:
   KNOT_SECRET=... knotmtls check --client-id 6d2f... --env development
   knotmtls check --client-id 6d2f... --env production --transit --secret-kv knot/production/api
   knotmtls check --client-id knot-test-client --env development \
       --base-url https://127.0.0.1:8443 --ca-file knottest-ca.pem
 `,
-	setup: setupCheck,
+	setup:     setupCheck,
+	untouched: checkUntouched,
+	conflicts: append([]flagRule{
+		{exclusive: []string{"secret-env", "secret-kv"},
+			why: "the Knot secret comes from one place: the environment variable --secret-env, or the KV secret --secret-kv"},
+		{only: []string{"secret-field"}, applies: func(v flagValues) bool { return v.set["secret-kv"] }, when: "with --secret-kv"},
+	}, commonRules(func(v flagValues) bool { return v.set["secret-kv"] })...),
 }
 
 // CheckReport is what "knotmtls check --json" prints: one JSON object.
@@ -60,8 +72,9 @@ type CheckReport struct {
 	Operation string `json:"operation"`
 	// Store is where the identity lives, with the version presented.
 	Store StoreLocation `json:"store"`
-	// Serial is the serial (lower-case hex) of the client certificate
-	// presented in the TLS handshake; empty if none was presented.
+	// Serial is the serial of the client certificate presented in the TLS
+	// handshake, as provider.SerialHex prints it; empty if none was
+	// presented.
 	Serial string `json:"serial,omitempty"`
 	// TLSVersion is the negotiated version, e.g. "TLS 1.3".
 	TLSVersion string `json:"tls_version,omitempty"`
@@ -71,7 +84,8 @@ type CheckReport struct {
 	KnotErrorCode string `json:"knot_error_code,omitempty"`
 	// Duration is how long the request took, handshake included.
 	Duration string `json:"duration"`
-	// Result is "ok" or "failed"; Problem and Hint explain a failure.
+	// Result is "ok", "failed" or "interrupted" (Ctrl-C or SIGTERM; exit
+	// code ExitError); Problem and Hint explain a failure.
 	Result   string `json:"result"`
 	Problem  string `json:"problem,omitempty"`
 	Hint     string `json:"hint,omitempty"`
@@ -133,6 +147,9 @@ func runCheck(ctx context.Context, e *env, f *checkFlags) error {
 	if u.User != nil {
 		return usagef("--base-url must not carry user info: the Knot secret comes from --secret-env or --secret-kv")
 	}
+	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(base, "?") || strings.HasSuffix(base, "#") {
+		return usagef("--base-url must not carry a query or a fragment: give the scheme, host and optional path prefix only")
+	}
 	var cfg knotclient.Config
 	if f.caFile != "" {
 		pool, err := loadPool(f.caFile)
@@ -143,13 +160,20 @@ func runCheck(ctx context.Context, e *env, f *checkFlags) error {
 	}
 	rep := &CheckReport{ClientID: f.clientID, Environment: f.env, URL: base,
 		Operation: "POST /merchant/list", Store: f.target.location()}
+	e.warnVaultTLS()
 	err = f.call(ctx, e, cfg, rep)
-	if err != nil {
-		if ExitCodeOf(err) == ExitUsage {
-			return err
+	switch {
+	case e.interrupted():
+		rep.Result, rep.ExitCode = ResultInterrupted, ExitError
+		rep.Problem = "interrupted (Ctrl-C or SIGTERM) before the check was complete; " + checkUntouched
+		if err == nil {
+			err = &interruptedError{outcome: checkUntouched}
 		}
-		rep.Result, rep.Problem, rep.Hint, rep.ExitCode = "failed", oneLine(err.Error()), Hint(err), ExitCodeOf(err)
-	} else {
+	case err != nil && ExitCodeOf(err) == ExitUsage:
+		return err
+	case err != nil:
+		rep.Result, rep.Problem, rep.Hint, rep.ExitCode = "failed", message(err), Hint(err), ExitCodeOf(err)
+	default:
 		rep.Result, rep.ExitCode = ResultOK, ExitOK
 	}
 	if f.json {

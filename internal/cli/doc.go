@@ -7,8 +7,9 @@
 //	knotmtls check  make a real mTLS request with the stored material
 //
 // [Run] is the whole program; cmd/knotmtls's main only calls it, and the
-// integration tests and the demo call it too, so all of them go through the
-// same code paths. It uses the library packages exactly as a service does:
+// integration tests and the demo call it too (through
+// integration/clitest), so all of them go through the same code paths. The
+// package is internal: the command line, not this Go API, is the contract. It uses the library packages exactly as a service does:
 // vaultsource for Vault (KV and Transit sources, provisioning, login),
 // provider for Knot's rules and the certificate cache, knotclient for the
 // mTLS call.
@@ -18,7 +19,11 @@
 // overriding them, and logs in with a token ($VAULT_TOKEN, --token-file or
 // ~/.vault-token), AppRole or Kubernetes (--auth). Errors are mapped to exit
 // codes (see the Exit constants and [ExitCodeOf]) and come with a hint that
-// names the Vault path and capability, the mount, or the flag to fix.
+// names the Vault path and capability, the mount, or the flag to fix; the
+// library's advice in terms of Go options is printed as the flags that do
+// the same. Ctrl-C (the caller's context cancelled) exits ExitError in every
+// command and says what was done; a Vault write once begun is finished
+// first. VAULT_SKIP_VERIFY prints a one-line warning on stderr.
 //
 // Nothing this package prints contains key material: the CSR and
 // certificates are public, and status describes the key by its location,

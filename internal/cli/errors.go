@@ -2,11 +2,13 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/hashicorp/vault/api"
@@ -40,6 +42,7 @@ func ExitCodeOf(err error) int {
 	var (
 		ue    *usageError
 		ee    *exitError
+		ie    *interruptedError
 		lf    *loginFailure
 		se    *vaultSetupError
 		cf    *checkFailure
@@ -48,6 +51,8 @@ func ExitCodeOf(err error) int {
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, &ie):
+		return ExitError
 	case errors.As(err, &ee):
 		return ee.code
 	case errors.As(err, &ue), errors.Is(err, vaultsource.ErrInvalidArgument):
@@ -77,18 +82,72 @@ func ExitCodeOf(err error) int {
 
 // reportError prints err and, when there is one, an actionable hint.
 func reportError(w io.Writer, cmd string, err error) {
-	fmt.Fprintf(w, "knotmtls %s: %s\n", cmd, oneLine(err.Error()))
+	fmt.Fprintf(w, "knotmtls %s: %s\n", cmd, message(err))
 	if h := Hint(err); h != "" {
 		fmt.Fprintf(w, "hint: %s\n", h)
 	}
 }
 
+// message is err's text as the CLI prints it: on one line, with the
+// library's advice in terms of Go options turned into the flags that do
+// the same (see flagWords).
+func message(err error) string { return flagWords(oneLine(err.Error())) }
+
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// goOptionWords maps the Go options and methods that the library's error
+// messages advise to what an operator of the CLI does instead. Every Go
+// option named in a message of vaultsource, provider, knotclient or
+// filesource must be here (TestFlagWordsCoverLibraryMessages reads their
+// source to check it).
+var goOptionWords = []struct {
+	re   *regexp.Regexp
+	repl string
+}{
+	{regexp.MustCompile(`construct the source with WithKVVersion\((\d)\)`), "use --kv-version $1"},
+	{regexp.MustCompile(`WithKVVersion\((\d)\)`), "--kv-version $1"},
+	// The CLI reads KV metadata only for version numbers; the remedy for a
+	// token without it is the policy, which the hint names.
+	{regexp.MustCompile(`\s*\(or construct the source WithoutMetadata[^)]*\)`), ""},
+	{regexp.MustCompile(`WithKeyVersion\((\d+)\)`), "--key-version $1"},
+	{regexp.MustCompile(`\(fields are configurable with WithFields\)`), "(knotmtls uses the fields " + fieldList() + ")"},
+	{regexp.MustCompile(`get its CSR again with CSR|get its CSR again \(existing\)`), "print its CSR again with --existing"},
+	// The provisioning modes (vaultsource.ProvisionRotate, ProvisionForce)
+	// as the messages name them.
+	{regexp.MustCompile(`\(force\)`), "(--force)"},
+	{regexp.MustCompile(`\b(, |or )(rotate|force) to\b`), "$1--$2 to"},
+	{regexp.MustCompile(`\bWithForce\b`), "--force"},
+	{regexp.MustCompile(`\bWithRotate\b`), "--rotate"},
+	{regexp.MustCompile(`\bWithKVVersion\b`), "--kv-version"},
+	{regexp.MustCompile(`\bWithKeyVersion\b`), "--key-version"},
+	{regexp.MustCompile(`\bWithFields\b`), "the fixed field names " + fieldList()},
+}
+
+func fieldList() string {
+	f := vaultsource.DefaultFields
+	return strings.Join([]string{f.PrivateKey, f.Certificate, f.PendingPrivateKey}, ", ")
+}
+
+// flagWords rewrites a library message for the command line: "use
+// WithKVVersion(1)" becomes "use --kv-version 1".
+func flagWords(msg string) string {
+	for _, w := range goOptionWords {
+		msg = w.re.ReplaceAllString(msg, w.repl)
+	}
+	return msg
+}
 
 // Hint returns what an operator should do about err, or "" when there is
 // nothing more to say than the error itself. It names Vault paths,
 // capabilities and flags, never secret values.
 func Hint(err error) string {
+	if h := schemeHint(err); h != "" {
+		return h
+	}
+	var ie *interruptedError
+	if errors.As(err, &ie) {
+		return "" // the outcome says what to do
+	}
 	var lf *loginFailure
 	if errors.As(err, &lf) {
 		return loginHint(lf)
@@ -174,6 +233,34 @@ func loginHint(lf *loginFailure) string {
 		return "the token is empty: check VAULT_TOKEN or the --token-file contents"
 	}
 	return "check the --auth flags and the credential files they name"
+}
+
+// Go's HTTP server and client say these when the scheme of the address
+// does not match the server: plain HTTP sent to a TLS listener, and a TLS
+// handshake answered by a plain HTTP server.
+const (
+	httpToHTTPS = "Client sent an HTTP request to an HTTPS server"
+	httpsToHTTP = "server gave HTTP response to HTTPS client"
+)
+
+// schemeHint says what to change when err shows that the scheme of the
+// Vault address (http:// or https://) does not match the server, or "".
+func schemeHint(err error) string {
+	var re *api.ResponseError
+	plainToTLS := strings.Contains(err.Error(), httpToHTTPS)
+	if errors.As(err, &re) {
+		for _, e := range re.Errors {
+			plainToTLS = plainToTLS || strings.Contains(e, httpToHTTPS)
+		}
+	}
+	var rh tls.RecordHeaderError
+	switch {
+	case plainToTLS:
+		return "Vault serves HTTPS but the address is http://: use https:// in VAULT_ADDR (or --vault-addr), and VAULT_CACERT for Vault's CA if it is not in the system roots"
+	case strings.Contains(err.Error(), httpsToHTTP), errors.As(err, &rh):
+		return "Vault answers plain HTTP but the address is https://: use http:// in VAULT_ADDR (or --vault-addr) for a dev server, or enable TLS on Vault's listener"
+	}
+	return ""
 }
 
 func isNetworkError(err error) bool {

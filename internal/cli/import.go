@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +13,9 @@ import (
 	"github.com/knotmtls/knotmtls/provider"
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
+
+// importUntouched is what an interrupted import that stopped early left alone.
+const importUntouched = "nothing was changed: no certificate was stored in Vault"
 
 var importCommand = &command{
 	name:    "import",
@@ -30,7 +34,9 @@ created:
     version).
 
 A certificate that fails any check is refused with the precise reason and
-nothing in Vault is changed. On success services using the knotmtls provider
+nothing in Vault is changed. Interrupted (Ctrl-C), import exits 1 and says
+whether the certificate was stored: before the write began nothing changed;
+a write that has begun is finished (within --timeout) and reported. On success services using the knotmtls provider
 pick the new certificate up within their poll interval; the certificate they
 serve now keeps working until then.
 
@@ -38,7 +44,9 @@ Examples:
   knotmtls import --client-id 6d2f... --env development --cert knot-dev.crt
   pbpaste | knotmtls import --client-id 6d2f... --env production --transit --cert -
 `,
-	setup: setupImport,
+	setup:     setupImport,
+	untouched: importUntouched,
+	conflicts: commonRules(nil),
 }
 
 // maxPEMInput bounds what is read from a certificate input.
@@ -72,13 +80,13 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 	if f.cert == "" {
 		return usagef("--cert is required: the certificate file Knot returned, or - for stdin")
 	}
-	certPEM, err := readInput(f.cert, e.stdin)
+	certPEM, err := readInput(ctx, f.cert, e.stdin)
 	if err != nil {
 		return err
 	}
 	var chainPEM []byte
 	if f.chain != "" {
-		if chainPEM, err = readInput(f.chain, e.stdin); err != nil {
+		if chainPEM, err = readInput(ctx, f.chain, e.stdin); err != nil {
 			return err
 		}
 	}
@@ -88,6 +96,7 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 			return err
 		}
 	}
+	e.warnVaultTLS()
 	conn, err := f.vault.connect(ctx, e.logger())
 	if err != nil {
 		return err
@@ -97,22 +106,21 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 	if err != nil {
 		return err
 	}
-	loc := f.target.location()
-	if tr, ok := st.(*vaultsource.Transit); ok {
-		// Report the key version the certificate was stored on: it may be
-		// older than the one a source presents.
-		keyVersion, err := tr.ImportCertificateVersion(ctx, req, certPEM, chainPEM)
+	if e.interrupted() {
+		return interruptedf("%s", importUntouched)
+	}
+	loc, err := f.store(ctx, e, st, req, certPEM, chainPEM)
+	if e.interrupted() {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return interruptedf("storing the certificate did not finish within --timeout: whether Vault holds it is unknown; run \"knotmtls status\" to see")
+		}
 		if err != nil {
-			return err
+			return interruptedf("nothing was changed: the certificate was not stored: %s", message(err))
 		}
-		loc.KeyVersion = keyVersion
-	} else {
-		if err := st.ImportCertificate(ctx, req, certPEM, chainPEM); err != nil {
-			return err
-		}
-		if v, err := st.Version(ctx); err == nil {
-			loc = loc.withVersion(v)
-		}
+		return interruptedf("the import is complete: the certificate is stored in %s; only this report was cut short", loc)
+	}
+	if err != nil {
+		return err
 	}
 	// The import succeeded: describe what is stored now.
 	leaf, _ := provider.ParseCertificates(certPEM) // parsed fine during the import
@@ -135,8 +143,35 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 	return nil
 }
 
-// readInput reads a PEM input from a file, or from stdin for "-".
-func readInput(name string, stdin io.Reader) ([]byte, error) {
+// store imports the certificate and returns where it is stored. Once
+// begun, the write is finished even on Ctrl-C (see env.uninterruptible).
+func (f *importFlags) store(ctx context.Context, e *env, st store, req provider.Requirements, certPEM, chainPEM []byte) (StoreLocation, error) {
+	ctx, cancel := e.uninterruptible(ctx, "storing the certificate in Vault")
+	defer cancel()
+	loc := f.target.location()
+	if tr, ok := st.(*vaultsource.Transit); ok {
+		// Report the key version the certificate was stored on: it may be
+		// older than the one a source presents.
+		keyVersion, err := tr.ImportCertificateVersion(ctx, req, certPEM, chainPEM)
+		if err != nil {
+			return loc, err
+		}
+		loc.KeyVersion = keyVersion
+		return loc, nil
+	}
+	if err := st.ImportCertificate(ctx, req, certPEM, chainPEM); err != nil {
+		return loc, err
+	}
+	if v, err := st.Version(ctx); err == nil {
+		loc = loc.withVersion(v)
+	}
+	return loc, nil
+}
+
+// readInput reads a PEM input from a file, or from stdin for "-". A read
+// of stdin (an operator pasting a certificate) gives up when ctx ends, so
+// Ctrl-C works while it waits.
+func readInput(ctx context.Context, name string, stdin io.Reader) ([]byte, error) {
 	var r io.Reader
 	if name == "-" {
 		r = stdin
@@ -148,14 +183,28 @@ func readInput(name string, stdin io.Reader) ([]byte, error) {
 		defer fh.Close()
 		r = fh
 	}
-	b, err := io.ReadAll(io.LimitReader(r, maxPEMInput+1))
-	if err != nil {
-		return nil, fmt.Errorf("cli: read %s: %w", name, err)
+	type read struct {
+		b   []byte
+		err error
 	}
-	if len(b) > maxPEMInput {
+	done := make(chan read, 1)
+	go func() {
+		b, err := io.ReadAll(io.LimitReader(r, maxPEMInput+1))
+		done <- read{b, err}
+	}()
+	var res read
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("cli: read %s: %w", name, ctx.Err())
+	}
+	if res.err != nil {
+		return nil, fmt.Errorf("cli: read %s: %w", name, res.err)
+	}
+	if len(res.b) > maxPEMInput {
 		return nil, fmt.Errorf("cli: %s is larger than %d bytes; a certificate PEM is a few KiB", name, maxPEMInput)
 	}
-	return b, nil
+	return res.b, nil
 }
 
 // loadPool reads a PEM file of CA certificates into a pool.
@@ -163,7 +212,7 @@ func loadPool(name string) (*x509.CertPool, error) {
 	if name == "-" {
 		return nil, usagef("a CA file cannot be read from stdin")
 	}
-	b, err := readInput(name, nil)
+	b, err := readInput(context.Background(), name, nil)
 	if err != nil {
 		return nil, err
 	}

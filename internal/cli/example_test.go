@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/knotmtls/knotmtls/cmd/knotmtls/cli"
+	"github.com/knotmtls/knotmtls/internal/cli"
 	"github.com/knotmtls/knotmtls/provider"
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
@@ -17,7 +17,7 @@ func ExampleRun() {
 	fmt.Println("exit code:", code)
 	// Output:
 	// knotmtls status: --env is required: development or production
-	// usage: knotmtls status --client-id ID --env development|production [--transit] [--warn 30d] [--json] [--knot-ca FILE] [flags]
+	// usage: knotmtls status --client-id ID --env development|production [--transit] [--warn DURATION] [--json] [--knot-ca FILE] [flags]
 	// Run 'knotmtls status --help' for the flags.
 	// exit code: 2
 }

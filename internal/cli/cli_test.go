@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/knotmtls/knotmtls/cmd/knotmtls/cli"
+	"github.com/knotmtls/knotmtls/internal/cli"
 	"github.com/knotmtls/knotmtls/provider"
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
@@ -54,7 +54,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"csr", "--help"}, []string{"Usage: knotmtls csr", "--force", "--rotate", "--existing", "--out file", "--transit", "--client-id", "--vault-addr", "--auth method"}},
 		{[]string{"help", "csr"}, []string{"Usage: knotmtls csr"}},
 		{[]string{"import", "-h"}, []string{"Usage: knotmtls import", "--cert", "--chain file", "--knot-ca file", "nothing in Vault is changed"}},
-		{[]string{"status", "--help"}, []string{"Usage: knotmtls status", "--warn duration", "(default 30d)", "--json", "StatusReport"}},
+		{[]string{"status", "--help"}, []string{"Usage: knotmtls status", "--warn duration", "default: the last third of its validity, at most 30d", "--json", "warn_threshold", "1 when interrupted"}},
 		{[]string{"check", "--help"}, []string{"Usage: knotmtls check", "--base-url", "--ca-file", "--secret-env", "(default \"KNOT_SECRET\")", "--secret-kv", "TLS version"}},
 	}
 	for _, tc := range cases {
@@ -135,9 +135,25 @@ func TestUsageErrors(t *testing.T) {
 		{"check over http", append([]string{"check", "--base-url", "http://knot.example"}, id...), "https only"},
 		{"check over http with credentials", append([]string{"check", "--base-url", "http://u:hunter2@knot.example"}, id...), "https only"},
 		{"check with credentials in the URL", append([]string{"check", "--base-url", "https://u:hunter2@knot.example"}, id...), "must not carry user info"},
+		{"check with a query in the URL", append([]string{"check", "--base-url", "https://knot.example/?token=hunter2"}, id...), "must not carry a query or a fragment"},
 		{"check without secret", append([]string{"check"}, id...), "KNOT_SECRET (--secret-env) is empty"},
 		{"check with no secret source", append([]string{"check", "--secret-env", ""}, id...), "--secret-env VAR or --secret-kv PATH"},
 		{"ca file from stdin", append([]string{"status", "--knot-ca", "-"}, id...), "cannot be read from stdin"},
+		{"client id with colon", []string{"status", "--client-id", "a:b", "--env", "production"}, `'/' or ':'`},
+		// Flags that exclude each other.
+		{"rotate with force", append([]string{"csr", "--rotate", "--force"}, id...), "--rotate and --force cannot be used together"},
+		{"existing with rotate", append([]string{"csr", "--existing", "--rotate"}, id...), "--existing and --rotate cannot be used together"},
+		{"secret env with secret kv", append([]string{"check", "--secret-env", "S", "--secret-kv", "knot/api"}, id...), "--secret-env and --secret-kv cannot be used together"},
+		// Flags that would be ignored.
+		{"kv path with transit", append([]string{"status", "--transit", "--kv-path", "knot/x"}, id...), "--kv-path applies only without --transit"},
+		{"kv mount with transit", append([]string{"import", "--transit", "--kv-mount", "kv", "--cert", "-"}, id...), "--kv-mount applies only without --transit"},
+		{"transit key without transit", append([]string{"csr", "--transit-key", "k"}, id...), "--transit-key applies only with --transit"},
+		{"key version without transit", append([]string{"status", "--key-version", "2"}, id...), "--key-version applies only with --transit"},
+		{"token file with approle", append([]string{"status", "--auth", "approle", "--approle-role-id", "r", "--approle-secret-id-file", "/f", "--token-file", "/t"}, id...), "--token-file applies only with --auth token"},
+		{"approle flag with token auth", append([]string{"status", "--approle-role-id", "r"}, id...), "--approle-role-id applies only with --auth approle"},
+		{"k8s flag with approle", append([]string{"status", "--auth", "approle", "--k8s-role", "r"}, id...), "--k8s-role applies only with --auth kubernetes"},
+		{"secret field without secret kv", append([]string{"check", "--secret-field", "f"}, id...), "--secret-field applies only with --secret-kv"},
+		{"kv path with transit in check", append([]string{"check", "--transit", "--secret-kv", "knot/api", "--kv-path", "p"}, id...), "--kv-path applies only without --transit"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -317,7 +333,8 @@ func TestVaultUnreachable(t *testing.T) {
 		assert.Equal(t, "acme", rep.ClientID)
 		assert.Equal(t, "kv", rep.Store.Kind)
 		assert.Equal(t, "knot/development/acme", rep.Store.Path)
-		assert.Equal(t, "30d", rep.Warn)
+		assert.Equal(t, "auto", rep.Warn)
+		assert.Empty(t, rep.WarnThreshold, "no certificate was read")
 		assert.Nil(t, rep.Certificate)
 		assert.Contains(t, rep.Hint, "VAULT_ADDR")
 	})

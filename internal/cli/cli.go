@@ -18,7 +18,8 @@ const (
 	// check and does not expire within --warn.
 	ExitOK = 0
 	// ExitError: an error not covered below (reading an input file,
-	// writing output, an interrupted run).
+	// writing output), and every interrupted run (Ctrl-C, SIGTERM): the
+	// message then says what was done and what was not.
 	ExitError = 1
 	// ExitUsage: unknown command, bad flag value or missing flag.
 	ExitUsage = 2
@@ -43,14 +44,17 @@ const (
 // exitCodesHelp documents the exit codes in every help text.
 const exitCodesHelp = `Exit codes:
   0  ok (status: valid and not expiring within --warn)
-  1  other error (input file, output, interrupted)
-  2  usage: unknown command, bad or missing flag
+  1  other error (input file, output), or interrupted (Ctrl-C, SIGTERM):
+     the message says what was done and what was not
+  2  usage: unknown command, bad or missing flag, flags that exclude
+     each other or do not apply
   3  Vault: unreachable, sealed, login failed, permission denied,
      no such mount, wrong KV version
   4  refused or invalid: nothing stored yet, key already exists,
      certificate fails Knot's rules or does not match the stored key;
      nothing was changed
-  5  status: valid but expires within --warn
+  5  status: valid but expires within --warn (default: the last third
+     of its validity, at most 30 days)
   6  certificate expired
   7  check: the mTLS request failed (handshake, network, Knot error status)
 `
@@ -64,6 +68,11 @@ type command struct {
 	summary string
 	usage   string // synopsis line(s), after "knotmtls "
 	help    string // description and examples
+	// untouched says what an interrupted run left alone when it stopped
+	// before the command changed anything.
+	untouched string
+	// conflicts lists the flag rules checked after parsing.
+	conflicts []flagRule
 	// setup registers the command's flags and returns the function that
 	// runs it once the flags are parsed.
 	setup func(fs *flag.FlagSet, e *env) func(ctx context.Context) error
@@ -87,6 +96,11 @@ type env struct {
 	verbose        bool
 	timeout        time.Duration
 	now            func() time.Time
+	// parent is the caller's context: its cancellation (Ctrl-C, SIGTERM
+	// in main) is an interrupt, told apart from --timeout.
+	parent context.Context
+	// set holds the names of the flags given on the command line.
+	set map[string]bool
 }
 
 // logger returns the logger handed to the library packages: their warnings
@@ -108,7 +122,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if stdin == nil {
 		stdin = strings.NewReader("")
 	}
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now, parent: ctx}
 	if len(args) == 0 {
 		writeMainUsage(stderr)
 		return ExitUsage
@@ -157,6 +171,11 @@ func runCommand(ctx context.Context, c *command, args []string, e *env) int {
 	if e.timeout <= 0 {
 		return reportUsage(e.stderr, c, "--timeout must be positive")
 	}
+	e.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { e.set[f.Name] = true })
+	if err := checkFlagRules(fs, e.set, c.conflicts); err != nil {
+		return reportUsage(e.stderr, c, err.msg)
+	}
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	err := run(ctx)
@@ -170,6 +189,12 @@ func runCommand(ctx context.Context, c *command, args []string, e *env) int {
 	var coded *exitError
 	if errors.As(err, &coded) && coded.reported {
 		return coded.code
+	}
+	var ie *interruptedError
+	if e.interrupted() && !errors.As(err, &ie) {
+		// The command stopped before it changed anything (a command
+		// that got further reports an interruptedError itself).
+		err = &interruptedError{outcome: c.untouched}
 	}
 	reportError(e.stderr, c.name, err)
 	return ExitCodeOf(err)
@@ -230,7 +255,7 @@ Lifecycle:
   2. send knot.csr to Knot; Knot returns the signed certificate
   3. knotmtls import --client-id ID --env development --cert knot.crt
   4. knotmtls check  --client-id ID --env development --secret-env KNOT_SECRET
-  5. knotmtls status --client-id ID --env development --warn 30d   (cron/monitoring)
+  5. knotmtls status --client-id ID --env development   (cron/monitoring)
   Add --transit to every step to keep the key inside Vault Transit.
 
 Vault: VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT, VAULT_NAMESPACE and the other

@@ -16,10 +16,13 @@ import (
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
+// statusUntouched is what an interrupted status that stopped early left alone.
+const statusUntouched = "nothing was changed (status only reads)"
+
 var statusCommand = &command{
 	name:    "status",
 	summary: "report what is stored and whether it passes Knot's rules (for monitoring)",
-	usage:   "status --client-id ID --env development|production [--transit] [--warn 30d] [--json] [--knot-ca FILE] [flags]",
+	usage:   "status --client-id ID --env development|production [--transit] [--warn DURATION] [--json] [--knot-ca FILE] [flags]",
 	help: `
 Reads the stored identity from Vault exactly as a service would (KV secret, or
 the Transit key's public parts and certificate) and reports the certificate's
@@ -32,19 +35,42 @@ certificate (presence and version numbers only).
 
 The exit code makes it a monitoring check: 0 when valid for longer than
 --warn, 5 when it expires within --warn, 6 when expired, 4 when invalid or
-nothing is stored yet, 3 when Vault cannot be read. --json prints one JSON
-object (also on failure) whose fields are documented with StatusReport in
-github.com/knotmtls/knotmtls/cmd/knotmtls/cli.
+nothing is stored yet, 3 when Vault cannot be read, 1 when interrupted.
+--json prints one JSON object (also on failure): result, exit_code, problem,
+hint, warn and warn_threshold, certificate (subject, issuer, serial,
+not_before, not_after, days_left, public_key_sha256), chain, store and
+rotation.
+
+Without --warn, a certificate is expiring in the last third of its validity
+(NotAfter - NotBefore), and at most in its last 30 days: a fresh
+certificate is never expiring. A 30-day certificate is expiring in its last
+10 days, a 90-day or 1-year certificate in its last 30 days. --warn sets a
+fixed threshold instead.
 
 Examples:
   knotmtls status --client-id 6d2f... --env production --warn 30d
   knotmtls status --client-id 6d2f... --env production --transit --json
 `,
-	setup: setupStatus,
+	setup:     setupStatus,
+	untouched: statusUntouched,
+	conflicts: commonRules(nil),
 }
 
-// DefaultWarn is the default --warn of status.
-const DefaultWarn = 30 * 24 * time.Hour
+// MaxAutoWarn caps the threshold status uses without --warn; see
+// [AutoWarn].
+const MaxAutoWarn = 30 * 24 * time.Hour
+
+// AutoWarn is the expiry threshold status uses without --warn for a
+// certificate valid for validity (NotAfter - NotBefore): a third of it, to
+// the minute, at most [MaxAutoWarn]. A freshly issued certificate is thus never
+// "expiring", whatever validity Knot gives it; a 30-day certificate is
+// expiring in its last 10 days, one of 90 days or more in its last 30.
+func AutoWarn(validity time.Duration) time.Duration {
+	return max(0, min((validity/3).Round(time.Minute), MaxAutoWarn))
+}
+
+// warnAuto is the Warn of a StatusReport without --warn.
+const warnAuto = "auto"
 
 // Results of a StatusReport.
 const (
@@ -54,6 +80,9 @@ const (
 	ResultInvalid  = "invalid"
 	ResultMissing  = "missing"
 	ResultError    = "error"
+	// ResultInterrupted: the run was interrupted (Ctrl-C, SIGTERM) before
+	// the report was complete; exit code ExitError.
+	ResultInterrupted = "interrupted"
 )
 
 // StatusReport is what "knotmtls status --json" prints: one JSON object.
@@ -72,16 +101,22 @@ type StatusReport struct {
 	// read-only description of the store (field presence and version
 	// numbers only). It is omitted when Vault could not be read.
 	Rotation *RotationInfo `json:"rotation,omitempty"`
-	// Result is "ok", "expiring" (valid, but expires within Warn),
-	// "expired", "invalid" (fails a check, e.g. the key does not match),
-	// "missing" (nothing or no certificate stored yet) or "error" (Vault
-	// could not be read).
+	// Result is "ok", "expiring" (valid, but expires within
+	// WarnThreshold), "expired", "invalid" (fails a check, e.g. the key does
+	// not match), "missing" (nothing or no certificate stored yet),
+	// "error" (Vault could not be read) or "interrupted" (Ctrl-C or
+	// SIGTERM before the report was complete).
 	Result string `json:"result"`
 	// Problem explains any result other than "ok"; Hint says what to do.
 	Problem string `json:"problem,omitempty"`
 	Hint    string `json:"hint,omitempty"`
-	// Warn is the --warn threshold, e.g. "30d" or "36h0m0s".
+	// Warn is the --warn given, e.g. "30d" or "36h0m0s", or "auto"
+	// without --warn (see [AutoWarn]).
 	Warn string `json:"warn"`
+	// WarnThreshold is the threshold applied to the certificate read, e.g.
+	// "10d": --warn, or the automatic one. Empty when no certificate was
+	// read.
+	WarnThreshold string `json:"warn_threshold,omitempty"`
 	// ExitCode is the process exit code status returns for this report.
 	ExitCode int `json:"exit_code"`
 	// CheckedAt is when the report was made.
@@ -170,7 +205,7 @@ func (r *RotationInfo) String() string {
 type CertificateInfo struct {
 	Subject   string    `json:"subject"`
 	Issuer    string    `json:"issuer"`
-	Serial    string    `json:"serial"` // lower-case hex, as provider.SerialHex
+	Serial    string    `json:"serial"` // hex, as provider.SerialHex prints it (the openssl form)
 	NotBefore time.Time `json:"not_before"`
 	NotAfter  time.Time `json:"not_after"`
 	// DaysLeft is the number of whole days until NotAfter; negative once
@@ -211,10 +246,10 @@ type statusFlags struct {
 }
 
 func setupStatus(fs *flag.FlagSet, e *env) func(context.Context) error {
-	f := &statusFlags{warn: DefaultWarn}
+	f := &statusFlags{}
 	f.target.register(fs)
 	f.vault.register(fs)
-	fs.Var(daysFlag{&f.warn}, "warn", "exit 5 when the certificate expires within this `duration` (e.g. 30d, 2w, 720h)")
+	fs.Var(daysFlag{&f.warn}, "warn", "exit 5 when the certificate expires within this `duration` (e.g. 30d, 2w, 720h; default: the last third of its validity, at most 30d)")
 	fs.BoolVar(&f.json, "json", false, "print the report as JSON")
 	fs.StringVar(&f.knotCA, "knot-ca", "", "optional PEM `file` of Knot's issuing CA: the chain must verify up to it")
 	return func(ctx context.Context) error { return runStatus(ctx, e, f) }
@@ -238,9 +273,17 @@ func runStatus(ctx context.Context, e *env, f *statusFlags) error {
 	req.Now = func() time.Time { return now }
 	rep := &StatusReport{
 		ClientID: f.clientID, Environment: f.env, Store: f.target.location(),
-		Warn: formatDays(f.warn), CheckedAt: now.UTC(),
+		Warn: warnAuto, CheckedAt: now.UTC(),
 	}
+	if e.set["warn"] {
+		rep.Warn = formatDays(f.warn)
+	}
+	e.warnVaultTLS()
 	f.inspect(ctx, e, req, rep)
+	if e.interrupted() {
+		rep.Result, rep.ExitCode, rep.Hint = ResultInterrupted, ExitError, ""
+		rep.Problem = "interrupted (Ctrl-C or SIGTERM) before the report was complete; " + statusUntouched
+	}
 	if f.json {
 		enc := json.NewEncoder(e.stdout)
 		enc.SetIndent("", "  ")
@@ -260,7 +303,7 @@ func runStatus(ctx context.Context, e *env, f *statusFlags) error {
 // inspect fills in rep: connect, fetch, check.
 func (f *statusFlags) inspect(ctx context.Context, e *env, req provider.Requirements, rep *StatusReport) {
 	fail := func(result string, err error) {
-		rep.Result, rep.Problem, rep.Hint, rep.ExitCode = result, oneLine(err.Error()), Hint(err), ExitCodeOf(err)
+		rep.Result, rep.Problem, rep.Hint, rep.ExitCode = result, message(err), Hint(err), ExitCodeOf(err)
 	}
 	conn, err := f.vault.connect(ctx, e.logger())
 	if err != nil {
@@ -309,10 +352,21 @@ func (f *statusFlags) inspect(ctx context.Context, e *env, req provider.Requirem
 		}
 		return
 	}
-	if left := leaf.NotAfter.Sub(req.Now()); left <= f.warn {
+	validity := leaf.NotAfter.Sub(leaf.NotBefore)
+	threshold, within := f.warn, "within --warn "+formatDays(f.warn)
+	if !e.set["warn"] {
+		threshold = AutoWarn(validity)
+		within = fmt.Sprintf("within its last %s (the last third of its %s validity, at most 30d; set --warn to choose)",
+			formatDays(threshold), formatDays(validity.Round(24*time.Hour)))
+	} else if threshold >= validity.Round(time.Minute) {
+		within += fmt.Sprintf(", which is not shorter than its whole %s validity: it is expiring from the day it is issued",
+			formatDays(validity.Round(24*time.Hour)))
+	}
+	rep.WarnThreshold = formatDays(threshold)
+	if left := leaf.NotAfter.Sub(req.Now()); left <= threshold {
 		rep.Result, rep.ExitCode = ResultExpiring, ExitExpiring
-		rep.Problem = fmt.Sprintf("the certificate expires in %s (%s), within --warn %s",
-			formatLeft(left), info.NotAfter.Format(time.RFC3339), formatDays(f.warn))
+		rep.Problem = fmt.Sprintf("the certificate expires in %s (%s), %s",
+			formatLeft(left), info.NotAfter.Format(time.RFC3339), within)
 		rep.Hint = "rotate now: \"knotmtls csr --rotate\", send the CSR to Knot, then \"knotmtls import\""
 		return
 	}

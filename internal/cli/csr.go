@@ -12,11 +12,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/knotmtls/knotmtls/provider"
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
+
+// csrUntouched is what an interrupted csr that stopped early left alone.
+const csrUntouched = "nothing was changed: no key was stored in Vault and no CSR was written"
 
 var csrCommand = &command{
 	name:    "csr",
@@ -48,15 +50,26 @@ An existing key is never replaced by accident. To rotate:
   --existing  print the CSR of the key already stored (the staged one if
               any) without creating a key, e.g. when the CSR was lost.
 
-The CSR is public: it goes to stdout, or to --out. The private key is never
-written or printed. Instructions go to stderr (stdout with --out).
+The CSR is public: it goes to stdout, or to --out (written whole or not at
+all). The private key is never written or printed. Instructions go to stderr
+(stdout with --out).
+
+Interrupted (Ctrl-C), csr exits 1 and says where it stopped: before the key
+was stored nothing changed; once the store in Vault has begun it is finished
+(within --timeout), and the message names what is stored and how to print
+its CSR (--existing).
 
 Examples:
   knotmtls csr --client-id 6d2f... --env development --out knot-dev.csr
   knotmtls csr --client-id 6d2f... --env production --transit --out knot-prod.csr
   knotmtls csr --client-id 6d2f... --env production --rotate --out knot-prod-2.csr
 `,
-	setup: setupCSR,
+	setup:     setupCSR,
+	untouched: csrUntouched,
+	conflicts: append([]flagRule{
+		{exclusive: []string{"existing", "rotate", "force"},
+			why: "--existing prints the CSR of the stored key and creates none; --rotate stages a new key while the current certificate keeps serving; --force replaces key and certificate now: choose one"},
+	}, commonRules(nil)...),
 }
 
 type csrFlags struct {
@@ -86,9 +99,7 @@ func runCSR(ctx context.Context, e *env, f *csrFlags) error {
 	if err := f.vault.validate(); err != nil {
 		return err
 	}
-	if f.existing && (f.force || f.rotate) {
-		return usagef("--existing prints the CSR of the stored key; it cannot be combined with --force or --rotate")
-	}
+	e.warnVaultTLS()
 	conn, err := f.vault.connect(ctx, e.logger())
 	if err != nil {
 		return err
@@ -114,10 +125,34 @@ func runCSR(ctx context.Context, e *env, f *csrFlags) error {
 		fresh = errors.Is(verr, vaultsource.ErrSecretNotFound) || errors.Is(verr, vaultsource.ErrKeyNotFound)
 	}
 	var csrPEM []byte
+	loc := f.target.location()
 	if f.existing {
 		csrPEM, err = st.CSR(ctx, f.clientID)
 	} else {
-		csrPEM, err = st.Provision(ctx, f.clientID)
+		if e.interrupted() {
+			return interruptedf("%s", csrUntouched)
+		}
+		// Once begun, the store is finished: an interrupt now would leave
+		// nobody knowing whether Vault holds a new key.
+		wctx, cancel := e.uninterruptible(ctx, "storing the key in Vault")
+		csrPEM, err = st.Provision(wctx, f.clientID)
+		if err == nil && !f.transit {
+			// Informational: the version the key was written at. A token
+			// without metadata access still gets its CSR.
+			if v, verr := st.Version(wctx); verr == nil {
+				loc = loc.withVersion(v)
+			}
+		}
+		cancel()
+		if e.interrupted() {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return interruptedf("no CSR was written, and storing the key did not finish within --timeout: whether Vault holds a new key is unknown; run \"knotmtls status\" to see")
+			}
+			if err != nil {
+				return interruptedf("nothing was changed: no CSR was written, and the key was not stored: %s", message(err))
+			}
+			return interruptedf("the new key is stored in %s, but no CSR was written: print it with \"knotmtls csr --existing\" (same --client-id, --env and location flags)", loc)
+		}
 	}
 	if err != nil {
 		return err
@@ -126,19 +161,18 @@ func runCSR(ctx context.Context, e *env, f *csrFlags) error {
 	if err != nil {
 		return fmt.Errorf("cli: the CSR returned by Vault does not parse: %w", err)
 	}
-
-	loc := f.target.location()
-	if !f.transit {
-		// Informational: the version the key was written at. A token
-		// without metadata access still gets its CSR.
+	if f.existing && !f.transit {
 		if v, err := st.Version(ctx); err == nil {
 			loc = loc.withVersion(v)
 		}
 	}
+	if f.existing && e.interrupted() {
+		return interruptedf("%s", csrUntouched)
+	}
 
 	info := e.stderr
 	if f.out != "" {
-		if err := os.WriteFile(f.out, csrPEM, 0o644); err != nil {
+		if err := writeFileAtomic(f.out, csrPEM, 0o644); err != nil {
 			return fmt.Errorf("cli: write the CSR: %w", err)
 		}
 		info = e.stdout
