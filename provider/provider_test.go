@@ -115,13 +115,14 @@ func TestColdStormFetchesOnce(t *testing.T) {
 
 	const callers = 1000
 	var wg sync.WaitGroup
-	var ok atomic.Int64
+	var ok, entered atomic.Int64
 	start := make(chan struct{})
 	for range callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
+			entered.Add(1)
 			c, err := p.GetClientCertificate(&tls.CertificateRequestInfo{})
 			if err == nil && c != nil {
 				ok.Add(1)
@@ -129,9 +130,10 @@ func TestColdStormFetchesOnce(t *testing.T) {
 		}()
 	}
 	close(start)
-	// Let the storm pile up behind the gated fetch, then release it.
-	require.Eventually(t, func() bool { return src.fetches.Load() == 1 }, 5*time.Second, time.Millisecond)
-	time.Sleep(50 * time.Millisecond)
+	// Let the storm pile up behind the gated fetch, then release it. A
+	// caller that joins late finds the bundle and must not fetch again.
+	require.Eventually(t, func() bool { return src.fetches.Load() == 1 && entered.Load() == callers },
+		5*time.Second, time.Millisecond)
 	close(src.gate)
 	wg.Wait()
 	assert.EqualValues(t, callers, ok.Load())
@@ -175,8 +177,9 @@ func TestFailingSourceKeepsLastGoodUntilNotAfter(t *testing.T) {
 	good := is.bundle(t, start.Add(-time.Hour), notAfter)
 	src := &fakeSource{bundle: good}
 	clk := newClock(start)
+	t.Cleanup(provider.SetClock(clk.now))
 	var failures atomic.Int64
-	p := newProvider(t, src, provider.WithClock(clk.now),
+	p := newProvider(t, src,
 		provider.OnRefreshFailed(func(error, int, time.Duration) { failures.Add(1) }))
 
 	c, err := p.GetClientCertificate(&tls.CertificateRequestInfo{})
@@ -201,7 +204,7 @@ func TestFailingSourceKeepsLastGoodUntilNotAfter(t *testing.T) {
 
 	// At NotAfter it is never served again.
 	clk.set(notAfter)
-	c, err = p.GetClientCertificate(&tls.CertificateRequestInfo{})
+	c, err = p.Certificate(context.Background())
 	require.Error(t, err)
 	assert.Nil(t, c)
 	assert.ErrorIs(t, err, provider.ErrNoValidBundle)
@@ -212,7 +215,7 @@ func TestFailingSourceKeepsLastGoodUntilNotAfter(t *testing.T) {
 	fresh := is.bundle(t, start.Add(-time.Hour), start.Add(48*time.Hour))
 	src.set(fresh, nil)
 	clk.add(time.Hour) // past any backoff
-	c, err = p.GetClientCertificate(&tls.CertificateRequestInfo{})
+	c, err = p.Certificate(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, provider.SerialHex(fresh.Leaf()), serialOf(c))
 	assert.Equal(t, 0, p.Status().Failures)
@@ -462,8 +465,10 @@ func TestChangeNoticeNeverRacesAnOlderFetch(t *testing.T) {
 
 	// Meanwhile the material changes to c and the watcher says so.
 	src.set(c, nil)
+	wanted := provider.WantedAttempts(p)
 	notify()
-	time.Sleep(20 * time.Millisecond) // let the notice's flight queue up
+	require.Eventually(t, func() bool { return provider.WantedAttempts(p) > wanted }, 5*time.Second, time.Millisecond,
+		"the notice asks for an attempt newer than the one in flight")
 	assert.EqualValues(t, 2, src.fetches.Load(), "the notice waits for the older fetch")
 
 	close(gate)
