@@ -647,10 +647,22 @@ func (p *Provider) loop() {
 				continue // re-plan only
 			}
 		case <-fire:
+			if p.backingOff() {
+				continue // a caller made the attempt this timer was for
+			}
 		}
 		_, _ = p.fetch(p.ctx, true) // failures are logged and hooked
 		p.checkExpiry()
 	}
+}
+
+// backingOff reports whether the last attempt failed and its backoff has not
+// run out yet.
+func (p *Provider) backingOff() bool {
+	t := now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.health.failures > 0 && t.Before(p.health.retryAt)
 }
 
 // nextWait plans the next background attempt: after a failure, the backoff;

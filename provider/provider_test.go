@@ -162,13 +162,14 @@ func TestCancelledCallerDoesNotAbortSharedRefresh(t *testing.T) {
 	assert.EqualValues(t, 0, src.ctxErrs.Load(), "the shared fetch's context was never cancelled")
 }
 
-// clock is a settable time source.
-type clock struct{ ns atomic.Int64 }
+// clock is a wall clock that can be stepped: it runs at the real clock's
+// pace from wherever it was last set, as a stepped system clock does.
+type clock struct{ offset atomic.Int64 }
 
-func newClock(t time.Time) *clock    { c := &clock{}; c.ns.Store(t.UnixNano()); return c }
-func (c *clock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
-func (c *clock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
-func (c *clock) add(d time.Duration) { c.ns.Add(int64(d)) }
+func newClock(t time.Time) *clock    { c := &clock{}; c.set(t); return c }
+func (c *clock) now() time.Time      { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) set(t time.Time)     { c.offset.Store(int64(time.Until(t))) }
+func (c *clock) add(d time.Duration) { c.offset.Add(int64(d)) }
 
 func TestFailingSourceKeepsLastGoodUntilNotAfter(t *testing.T) {
 	is := newIssuer()
