@@ -100,8 +100,7 @@ type Provider struct {
 	wake   chan struct{} // the loop re-plans; with kicked set it refreshes first
 	kicked atomic.Bool   // a Watcher saw a change
 
-	mu        sync.Mutex
-	stopped   bool // set by Close; no wg.Add after it
+	mu        sync.Mutex // guards what follows; closed is set under it, so no wg.Add follows Close
 	health    health
 	bo        *backoff.ExponentialBackOff
 	listeners map[uint64]listener
@@ -337,7 +336,7 @@ func (p *Provider) fetch(ctx context.Context, fresh bool) (*state, error) {
 // attempt is the shared work of one flight.
 func (p *Provider) attempt(values context.Context) *outcome {
 	p.mu.Lock()
-	if p.stopped {
+	if p.closed.Load() {
 		p.mu.Unlock()
 		return &outcome{err: ErrClosed}
 	}
@@ -612,9 +611,8 @@ func (p *Provider) Status() Status {
 // waits for all of them. It is idempotent; afterwards every getter returns
 // [ErrClosed].
 func (p *Provider) Close() error {
-	p.closed.Store(true)
 	p.mu.Lock()
-	p.stopped = true
+	p.closed.Store(true)
 	p.mu.Unlock()
 	p.cancel()
 	p.wg.Wait()
