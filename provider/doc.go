@@ -42,6 +42,14 @@
 // [Provider.Notify]) must not be nil; one that panics is recovered and
 // logged once with its name, and the provider carries on.
 //
+// # Health
+//
+// [Status.Health] answers healthy, degraded or failing from the remaining
+// lifetime, the consecutive failures and the class of the last error
+// ([ErrorClass]), with thresholds in a [HealthPolicy]. For a readiness probe
+// answer 503 only when it is [Failing] (no working certificate), and alert on
+// [Degraded]; see the example of Status.Health.
+//
 // The checks in [Requirements] and the PEM helpers ([ParseCertificates],
 // [ParsePrivateKey], [ParseBundle]) are usable on their own, for example by an
 // operator tool that validates a certificate before storing it.

@@ -591,6 +591,7 @@ type Status struct {
 	LastAttempt time.Time // start of the last attempt that asked the source
 	LastSuccess time.Time // end of the last successful attempt
 	RetryAt     time.Time // earliest next background attempt after a failure
+	Closed      bool      // Close was called
 }
 
 // Status returns a snapshot of the provider's state.
@@ -600,7 +601,7 @@ func (p *Provider) Status() Status {
 	defer p.mu.Unlock()
 	h := p.health
 	st := Status{Failures: h.failures, LastError: h.lastErr, LastAttempt: h.lastAttempt,
-		LastSuccess: h.lastSuccess, RetryAt: h.retryAt}
+		LastSuccess: h.lastSuccess, RetryAt: h.retryAt, Closed: p.closed.Load()}
 	if s != nil {
 		st.Bundle, st.Valid = s.bundle, s.validAt(now())
 	}
