@@ -162,11 +162,12 @@ func TestBackoffAfterNotAfter(t *testing.T) {
 		n     int
 		delay time.Duration
 		err   error
+		at    time.Time // real time
 	}
 	failures := make(chan failure, 100)
 	p := newProvider(t, src, provider.WithPollInterval(time.Millisecond), provider.WithJitter(0),
 		provider.WithBackoff(10*time.Millisecond, 80*time.Millisecond),
-		provider.OnRefreshFailed(func(err error, n int, d time.Duration) { failures <- failure{n, d, err} }))
+		provider.OnRefreshFailed(func(err error, n int, d time.Duration) { failures <- failure{n, d, err, time.Now()} }))
 	_, err := p.Bundle(context.Background())
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return src.versions.Load() >= 5 }, 5*time.Second, time.Millisecond, "polls run")
@@ -174,9 +175,15 @@ func TestBackoffAfterNotAfter(t *testing.T) {
 	clk.set(notAfter.Add(time.Second))
 	versionsAtExpiry := src.versions.Load()
 	want := []time.Duration{10, 20, 40, 80, 80, 80}
+	var prev failure
 	for i, d := range want {
 		select {
 		case f := <-failures:
+			if i > 0 {
+				assert.GreaterOrEqual(t, f.at.Sub(prev.at), prev.delay-2*time.Millisecond,
+					"attempt %d came before the backoff of attempt %d ran out", i+1, i)
+			}
+			prev = f
 			assert.Equal(t, i+1, f.n, "consecutive failures are counted, never reset by a poll")
 			assert.Equal(t, d*time.Millisecond, f.delay)
 			require.ErrorIs(t, f.err, provider.ErrExpired)
@@ -209,17 +216,27 @@ func TestBackoffAfterNotAfter(t *testing.T) {
 // before anything was ever loaded.
 func TestFailingSourceBacksOffFromTheLoop(t *testing.T) {
 	src := &fakeSource{err: errors.New("vault: connection refused")}
-	delays := make(chan time.Duration, 100)
+	type failure struct {
+		delay time.Duration
+		at    time.Time
+	}
+	failures := make(chan failure, 100)
 	p := newProvider(t, src, provider.WithPollInterval(time.Millisecond), provider.WithJitter(0),
 		provider.WithBackoff(10*time.Millisecond, 40*time.Millisecond),
-		provider.OnRefreshFailed(func(_ error, _ int, d time.Duration) { delays <- d }))
+		provider.OnRefreshFailed(func(_ error, _ int, d time.Duration) { failures <- failure{d, time.Now()} }))
 	_, err := p.Bundle(context.Background())
 	require.Error(t, err)
 	var got []time.Duration
-	for range 5 {
+	var prev failure
+	for i := range 5 {
 		select {
-		case d := <-delays:
-			got = append(got, d)
+		case f := <-failures:
+			if i > 0 {
+				assert.GreaterOrEqual(t, f.at.Sub(prev.at), prev.delay-2*time.Millisecond,
+					"attempt %d came before the backoff of attempt %d ran out", i+1, i)
+			}
+			prev = f
+			got = append(got, f.delay)
 		case <-time.After(5 * time.Second):
 			t.Fatal("the loop never retried")
 		}
