@@ -553,7 +553,7 @@ func (p *Provider) run(h *hook, fn func()) {
 	defer func() {
 		if r := recover(); r != nil && h.panicked.CompareAndSwap(false, true) {
 			p.log.Error("provider hook panicked; recovered, further panics of this hook are not logged",
-				"hook", h.kind, "func", h.name, "panic", fmt.Sprint(r))
+				"hook", h.kind, "func", h.name, "panic", shorten(fmt.Sprint(r), 200))
 		}
 	}()
 	fn()
