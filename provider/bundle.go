@@ -6,8 +6,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 )
@@ -76,6 +78,33 @@ func (b *Bundle) String() string {
 	}
 	return fmt.Sprintf("bundle(cn=%q serial=%s not_after=%s version=%q)",
 		leaf.Subject.CommonName, SerialHex(leaf), leaf.NotAfter.UTC().Format(time.RFC3339), b.Version)
+}
+
+// LogValue describes the bundle for log/slog (subject, serial, NotAfter,
+// version), so that neither the text nor the JSON handler ever walks into
+// the key.
+func (b Bundle) LogValue() slog.Value {
+	leaf := b.Leaf()
+	if leaf == nil {
+		return slog.StringValue("bundle(empty)")
+	}
+	return slog.GroupValue(slog.String("cn", leaf.Subject.CommonName), slog.String("serial", SerialHex(leaf)),
+		slog.Time("not_after", leaf.NotAfter.UTC()), slog.String("version", b.Version))
+}
+
+// MarshalJSON encodes the same description as [Bundle.LogValue]: encoding a
+// Bundle (or a [Status] holding one) never emits the private key.
+func (b Bundle) MarshalJSON() ([]byte, error) {
+	leaf := b.Leaf()
+	if leaf == nil {
+		return []byte("{}"), nil
+	}
+	return json.Marshal(struct {
+		CN       string    `json:"cn"`
+		Serial   string    `json:"serial"`
+		NotAfter time.Time `json:"not_after"`
+		Version  string    `json:"version"`
+	}{leaf.Subject.CommonName, SerialHex(leaf), leaf.NotAfter.UTC(), b.Version})
 }
 
 // SerialHex formats a certificate serial number the way openssl (`openssl
