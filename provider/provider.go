@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -581,6 +582,25 @@ func (p *Provider) Notify(fn func(old, new *Bundle)) (stop func()) {
 		p.mu.Unlock()
 	}
 }
+
+// String describes the provider for logs: the bundle it serves, whether it
+// is valid, and the consecutive failures. It reads its state safely, never
+// key material.
+func (p *Provider) String() string {
+	if p == nil {
+		return "provider(nil)"
+	}
+	st := p.Status()
+	if st.Bundle == nil {
+		return fmt.Sprintf("provider(no bundle, failures=%d, closed=%t)", st.Failures, st.Closed)
+	}
+	return fmt.Sprintf("provider(%s, valid=%t, failures=%d, closed=%t)", st.Bundle, st.Valid, st.Failures, st.Closed)
+}
+
+// Format prints [Provider.String] under every verb (%v, %+v, %#v, %s, ...):
+// fmt would otherwise walk the provider's fields, racing with its
+// goroutines.
+func (p *Provider) Format(f fmt.State, verb rune) { _, _ = io.WriteString(f, p.String()) }
 
 // Status is a snapshot of a Provider for health checks and metrics.
 type Status struct {

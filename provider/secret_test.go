@@ -56,6 +56,8 @@ func TestNoKeyUnderAnyVerb(t *testing.T) {
 			}
 		}
 	}
+	assert.Equal(t, p.String(), fmt.Sprintf("%#v", p))
+	assert.Contains(t, p.String(), provider.SerialHex(b.Leaf()))
 	j, err := json.Marshal(b)
 	require.NoError(t, err)
 	assert.Contains(t, string(j), provider.SerialHex(b.Leaf()))
