@@ -7,3 +7,13 @@ import "github.com/fsnotify/fsnotify"
 func WithWatcherFactory(f func() (*fsnotify.Watcher, error)) Option {
 	return func(s *Source) error { s.newWatcher = f; return nil }
 }
+
+// WithFileReader replaces how the source reads one file (role is
+// "certificate", "chain" or "key"), so that tests can act between the reads
+// of one Fetch and count reads. ReadFile is the real reader.
+func WithFileReader(f func(role, path string) ([]byte, error)) Option {
+	return func(s *Source) error { s.readFile = f; return nil }
+}
+
+// ReadFile is the source's own file reader.
+var ReadFile = readFile

@@ -71,8 +71,10 @@ type Source struct {
 	chainFile string
 	debounce  time.Duration
 
-	// newWatcher creates the fsnotify watcher; tests replace it.
+	// newWatcher creates the fsnotify watcher and readFile reads one file;
+	// tests replace them (export_test.go).
 	newWatcher func() (*fsnotify.Watcher, error)
+	readFile   func(role, path string) ([]byte, error)
 }
 
 // Compile-time checks of the optional interfaces the Provider looks for.
@@ -127,6 +129,7 @@ func New(certFile, keyFile string, opts ...Option) (*Source, error) {
 		keyFile:    filepath.Clean(keyFile),
 		debounce:   DefaultDebounce,
 		newWatcher: fsnotify.NewWatcher,
+		readFile:   readFile,
 	}
 	for _, o := range opts {
 		if err := o(s); err != nil {
@@ -218,15 +221,15 @@ func (s *Source) read(ctx context.Context) (*snapshot, error) {
 	}
 	var snap snapshot
 	var err error
-	if snap.cert, err = readFile("certificate", s.certFile); err != nil {
+	if snap.cert, err = s.readFile("certificate", s.certFile); err != nil {
 		return nil, err
 	}
 	if s.chainFile != "" {
-		if snap.chain, err = readFile("chain", s.chainFile); err != nil {
+		if snap.chain, err = s.readFile("chain", s.chainFile); err != nil {
 			return nil, err
 		}
 	}
-	if snap.key, err = readFile("key", s.keyFile); err != nil {
+	if snap.key, err = s.readFile("key", s.keyFile); err != nil {
 		return nil, err
 	}
 	snap.version = digest(snap.cert, snap.chain, snap.key)

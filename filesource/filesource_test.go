@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -273,51 +272,61 @@ func TestFetchHonoursContext(t *testing.T) {
 }
 
 func TestFetchUnderChurnNeverMixesPair(t *testing.T) {
-	// A writer flips the key file between two valid pairs' keys as fast as it
-	// can while the certificate stays A. Every bundle Fetch returns must be
-	// a matching pair, and every failure must be the typed mismatch error:
-	// never a mixed pair, never an unexplained error.
+	// A writer replaces pair A by pair B (certificate, then key) at a chosen
+	// moment inside one Fetch: right after Fetch has read a certificate file,
+	// so the snapshot being read holds A's certificate and B's key. Fetch
+	// must notice that consecutive reads disagree and read again, returning
+	// B whole: B's certificate with B's key and B's version, and no error.
+	// Without the re-read it would parse the torn snapshot and fail with
+	// ErrKeyMismatch. When the files never settle, Fetch gives up after a
+	// bounded number of reads with the typed mismatch, never a mixed pair.
 	ca := newRoot(t)
 	a, b := ca.newPair(t, keyA), ca.newPair(t, keyB)
-	f := newFiles(t, a)
-	src := newSource(t, f)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	tmp := f.key + ".tmp"
-	var writeErr error
-	go func() {
-		defer close(done)
-		for i := 0; ctx.Err() == nil; i++ {
-			k := a.keyPEM
-			if i%2 == 1 {
-				k = b.keyPEM
-			}
-			if writeErr = os.WriteFile(tmp, k, 0o600); writeErr != nil {
-				return
-			}
-			if writeErr = os.Rename(tmp, f.key); writeErr != nil {
-				return
-			}
-		}
-	}()
-	deadline := time.Now().Add(300 * time.Millisecond)
-	var ok, mismatched int
-	for time.Now().Before(deadline) {
-		bundle, err := src.Fetch(ctx)
-		if err != nil {
-			require.ErrorIs(t, err, provider.ErrKeyMismatch)
-			mismatched++
-			continue
-		}
-		require.NoError(t, provider.CheckKeyPair(bundle.Leaf(), bundle.Key))
-		ok++
+	tests := []struct {
+		name string
+		// flip reports whether to write the other pair after the n-th
+		// read of the certificate file (n counts from 1).
+		flip     func(n int) bool
+		want     *pair // nil: the typed mismatch
+		maxReads int   // certificate reads Fetch may make
+	}{
+		{name: "write lands inside the first read", flip: func(n int) bool { return n == 1 }, want: &b, maxReads: 3},
+		{name: "write lands inside the second read", flip: func(n int) bool { return n == 2 }, want: &b, maxReads: 4},
+		{name: "writes land inside the first two reads", flip: func(n int) bool { return n <= 2 }, want: &a, maxReads: 4},
+		{name: "the files never settle", flip: func(int) bool { return true }, maxReads: 4},
 	}
-	cancel()
-	<-done
-	require.NoError(t, writeErr)
-	t.Logf("fetches under churn: %d matching pairs, %d refused as mismatched", ok, mismatched)
-	assert.Positive(t, ok+mismatched)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFiles(t, a)
+			current, reads := a, 0
+			reader := func(role, path string) ([]byte, error) {
+				data, err := filesource.ReadFile(role, path)
+				if role == "certificate" {
+					reads++
+					if tt.flip(reads) {
+						current = map[bool]pair{true: b, false: a}[current.serial() == a.serial()]
+						replaceFile(t, f.cert, current.certPEM)
+						replaceFile(t, f.key, current.keyPEM)
+					}
+				}
+				return data, err
+			}
+			src := newSource(t, f, filesource.WithFileReader(reader))
+			bundle, err := src.Fetch(context.Background())
+			assert.LessOrEqual(t, reads, tt.maxReads)
+			if tt.want == nil {
+				require.ErrorIs(t, err, provider.ErrKeyMismatch)
+				assert.Nil(t, bundle)
+				return
+			}
+			require.NoError(t, err, "a torn read must be read again, not parsed")
+			assert.Equal(t, tt.want.serial(), provider.SerialHex(bundle.Leaf()))
+			require.NoError(t, provider.CheckKeyPair(bundle.Leaf(), bundle.Key))
+			v, err := newSource(t, f).Version(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, v, bundle.Version, "the version is the digest of the files as parsed")
+		})
+	}
 }
 
 func TestErrorsNeverCarryContent(t *testing.T) {

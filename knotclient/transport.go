@@ -11,12 +11,9 @@ import (
 	"github.com/knotmtls/knotmtls/provider"
 )
 
-// notifier is the optional rotation-subscription half of a
-// *provider.Provider. Any certificate getter with this method gets the same
-// treatment.
-type notifier interface {
-	Notify(fn func(old, new *provider.Bundle)) (stop func())
-}
+// notifier is the optional rotation-subscription half of a certificate
+// getter: [provider.RotationNotifier], which *provider.Provider implements.
+type notifier = provider.RotationNotifier
 
 // newBaseTransport returns the client's own transport, built from
 // cfg.Transport (cloned) or from defaults that match http.DefaultTransport,

@@ -5,8 +5,12 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -15,7 +19,9 @@ import (
 // key or a remote signer such as a Vault Transit key; nothing above the source
 // can tell the difference.
 //
-// A Bundle is immutable once handed to a [Provider]; do not modify it.
+// A Bundle is immutable once handed to a [Provider]; do not modify it. The
+// Provider does not modify it either, so one Bundle may be shared by several
+// providers.
 type Bundle struct {
 	// Chain is the certificate chain, leaf first. It must hold at least the leaf.
 	Chain []*x509.Certificate
@@ -25,7 +31,10 @@ type Bundle struct {
 	// Transit key version, a file checksum). Sources that offer a cheap
 	// version check (see [Versioner]) report the same string from both.
 	Version string
-	// NotAfter is the leaf's NotAfter. NewBundle fills it in.
+	// NotAfter is the leaf's NotAfter, filled in by NewBundle for the
+	// caller's convenience. A [Provider] never reads it: every validity
+	// decision uses Chain[0].NotAfter, so a wrong value here cannot make an
+	// expired certificate look valid.
 	NotAfter time.Time
 }
 
@@ -71,13 +80,51 @@ func (b *Bundle) String() string {
 		leaf.Subject.CommonName, SerialHex(leaf), leaf.NotAfter.UTC().Format(time.RFC3339), b.Version)
 }
 
-// SerialHex formats a certificate serial number as lower-case hex, the form
-// Knot and openssl print.
+// LogValue describes the bundle for log/slog (subject, serial, NotAfter,
+// version), so that neither the text nor the JSON handler ever walks into
+// the key.
+func (b Bundle) LogValue() slog.Value {
+	leaf := b.Leaf()
+	if leaf == nil {
+		return slog.StringValue("bundle(empty)")
+	}
+	return slog.GroupValue(slog.String("cn", leaf.Subject.CommonName), slog.String("serial", SerialHex(leaf)),
+		slog.Time("not_after", leaf.NotAfter.UTC()), slog.String("version", b.Version))
+}
+
+// MarshalJSON encodes the same description as [Bundle.LogValue]: encoding a
+// Bundle (or a [Status] holding one) never emits the private key.
+func (b Bundle) MarshalJSON() ([]byte, error) {
+	leaf := b.Leaf()
+	if leaf == nil {
+		return []byte("{}"), nil
+	}
+	return json.Marshal(struct {
+		CN       string    `json:"cn"`
+		Serial   string    `json:"serial"`
+		NotAfter time.Time `json:"not_after"`
+		Version  string    `json:"version"`
+	}{leaf.Subject.CommonName, SerialHex(leaf), leaf.NotAfter.UTC(), b.Version})
+}
+
+// SerialHex formats a certificate serial number the way openssl (`openssl
+// x509 -serial`) and nginx ($ssl_client_serial) print it: upper-case hex, no
+// colons, an even number of digits (a leading zero is kept: 047B49..., never
+// 47B49...), so a serial knotmtls logs can be found in a server's logs. A
+// negative serial (invalid, but parseable) gets a leading "-".
 func SerialHex(c *x509.Certificate) string {
 	if c == nil || c.SerialNumber == nil {
 		return ""
 	}
-	return fmt.Sprintf("%x", c.SerialNumber)
+	b := c.SerialNumber.Bytes()
+	if len(b) == 0 {
+		return "00"
+	}
+	s := strings.ToUpper(hex.EncodeToString(b))
+	if c.SerialNumber.Sign() < 0 {
+		return "-" + s
+	}
+	return s
 }
 
 // CertificateSource produces the current client identity. Fetch may be slow
@@ -102,7 +149,8 @@ type SourceFunc func(ctx context.Context) (*Bundle, error)
 func (f SourceFunc) Fetch(ctx context.Context) (*Bundle, error) { return f(ctx) }
 
 // Static returns a source that always returns b. It is meant for tests and for
-// callers that manage rotation themselves.
+// callers that manage rotation themselves. b is never modified, so several
+// providers may share it.
 func Static(b *Bundle) CertificateSource {
 	return SourceFunc(func(context.Context) (*Bundle, error) {
 		if b == nil {

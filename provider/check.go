@@ -92,9 +92,23 @@ func (r Requirements) CheckCSR(csr *x509.CertificateRequest) error {
 	return r.checkCN("certificate request", csr.Subject.CommonName)
 }
 
-// CheckCertificate checks a leaf certificate on its own: RSA-2048 key,
-// SHA-256 with RSA signature, CN equal to the client_id, usable for client
-// authentication, and valid now.
+// caSignatureAlgorithms are the signatures a CA may put on the leaf: SHA-256
+// or stronger, with RSA (PKCS#1 v1.5 or PSS), ECDSA or Ed25519. Knot's rules
+// bind our key and CSR, not the CA's own key, so any sound algorithm is
+// accepted; MD5 and SHA-1 (and MD2, DSA) are not.
+var caSignatureAlgorithms = map[x509.SignatureAlgorithm]bool{
+	x509.SHA256WithRSA: true, x509.SHA384WithRSA: true, x509.SHA512WithRSA: true,
+	x509.SHA256WithRSAPSS: true, x509.SHA384WithRSAPSS: true, x509.SHA512WithRSAPSS: true,
+	x509.ECDSAWithSHA256: true, x509.ECDSAWithSHA384: true, x509.ECDSAWithSHA512: true,
+	x509.PureEd25519: true,
+}
+
+// CheckCertificate checks a leaf certificate on its own: RSA-2048 key, CN
+// equal to the client_id, usable for client authentication, valid now, and
+// signed by its CA with a sound algorithm: SHA-256, SHA-384 or SHA-512 with
+// RSA, RSA-PSS or ECDSA (or Ed25519). MD5 and SHA-1 signatures are refused
+// with [ErrSignatureAlgorithm]. The SHA-256-with-RSA rule is Knot's rule for
+// the CSR ([Requirements.CheckCSR]), not for the CA's signature.
 func (r Requirements) CheckCertificate(leaf *x509.Certificate) error {
 	if leaf == nil {
 		return fail(ErrNoCertificate, "no leaf certificate")
@@ -102,8 +116,9 @@ func (r Requirements) CheckCertificate(leaf *x509.Certificate) error {
 	if err := r.CheckPublicKey(leaf.PublicKey); err != nil {
 		return err
 	}
-	if leaf.SignatureAlgorithm != x509.SHA256WithRSA {
-		return fail(ErrSignatureAlgorithm, "certificate serial %s is signed with %s; Knot requires SHA256-RSA", SerialHex(leaf), leaf.SignatureAlgorithm)
+	if !caSignatureAlgorithms[leaf.SignatureAlgorithm] {
+		return fail(ErrSignatureAlgorithm, "certificate serial %s is signed by its CA with %s, which is broken or unsupported; "+
+			"a CA must sign with SHA-256 or stronger (RSA, RSA-PSS or ECDSA): ask the issuer for a new certificate", SerialHex(leaf), leaf.SignatureAlgorithm)
 	}
 	if err := r.checkCN("certificate", leaf.Subject.CommonName); err != nil {
 		return err

@@ -56,7 +56,7 @@ func badInputs(ca *pkitest.CA) map[string]struct {
 			pkitest.KeyPEM(rsa1024)}, provider.ErrKeySize},
 		"ecdsa": {material{pkitest.CertPEM(ca.Issue(pkitest.Leaf{CN: clientID, Key: ec})),
 			pkitest.KeyPEM(ec)}, provider.ErrKeyType},
-		"sha384 signature": {material{pkitest.CertPEM(ca.Issue(pkitest.Leaf{CN: clientID, Key: key, SigAlg: x509.SHA384WithRSA})),
+		"sha1 signature": {material{pkitest.CertPEM(ca.Issue(pkitest.Leaf{CN: clientID, Key: key, SigAlg: x509.SHA1WithRSA})),
 			pkitest.KeyPEM(key)}, provider.ErrSignatureAlgorithm},
 		"wrong cn": {material{pkitest.CertPEM(ca.Issue(pkitest.Leaf{CN: "someone-else", Key: key})),
 			pkitest.KeyPEM(key)}, provider.ErrSubjectCN},

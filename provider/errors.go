@@ -22,7 +22,7 @@ var (
 	// Knot's rules.
 	ErrKeyType            = errors.New("key is not RSA")
 	ErrKeySize            = errors.New("RSA key size not allowed")
-	ErrSignatureAlgorithm = errors.New("signature algorithm is not SHA-256 with RSA")
+	ErrSignatureAlgorithm = errors.New("signature algorithm not allowed")
 	ErrSubjectCN          = errors.New("subject CN does not match client_id")
 	ErrKeyMismatch        = errors.New("private key does not match certificate")
 	ErrExpired            = errors.New("certificate expired")

@@ -3,6 +3,9 @@ package provider
 import (
 	"errors"
 	"log/slog"
+	"reflect"
+	"runtime"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,10 +31,37 @@ type config struct {
 	fetchTimeout   time.Duration
 	jitter         float64
 	logger         *slog.Logger
-	now            func() time.Time
-	onRotated      []func(old, new *Bundle)
-	onFailed       []func(err error, failures int, retryIn time.Duration)
-	onNearing      []func(b *Bundle, remaining time.Duration)
+	onRotated      []hookFn[func(old, new *Bundle)]
+	onFailed       []hookFn[func(err error, failures int, retryIn time.Duration)]
+	onNearing      []hookFn[func(b *Bundle, remaining time.Duration)]
+}
+
+// hook names a user callback for the log line of its first panic.
+type hook struct {
+	kind     string // the option that registered it: "OnRotated", "Notify", ...
+	name     string // the function's name, as the runtime knows it
+	panicked atomic.Bool
+}
+
+func newHook(kind string, fn any) *hook {
+	name := "unknown"
+	if f := runtime.FuncForPC(reflect.ValueOf(fn).Pointer()); f != nil {
+		name = f.Name()
+	}
+	return &hook{kind: kind, name: name}
+}
+
+type hookFn[F any] struct {
+	h  *hook
+	fn F
+}
+
+func register[F any](list *[]hookFn[F], kind string, fn F, isNil bool) error {
+	if isNil {
+		return errors.New("provider: " + kind + " with a nil hook")
+	}
+	*list = append(*list, hookFn[F]{h: newHook(kind, fn), fn: fn})
+	return nil
 }
 
 // Option configures a [Provider].
@@ -68,14 +98,25 @@ func WithRefreshBefore(d time.Duration) Option {
 	}
 }
 
-// WithWarnBefore sets how long before NotAfter the nearing-expiry hook fires
-// and a warning is logged at each poll (default [DefaultWarnBefore]).
+// WithWarnBefore sets the nearing-expiry window (default
+// [DefaultWarnBefore]): see [OnNearingExpiry] for when the hook fires and a
+// warning is logged.
 func WithWarnBefore(d time.Duration) Option {
-	return func(c *config) error { c.warnBefore = d; return nil }
+	return func(c *config) error {
+		if d < 0 {
+			return errors.New("provider: warn window must not be negative")
+		}
+		c.warnBefore = d
+		return nil
+	}
 }
 
-// WithBackoff sets the exponential backoff between failed refreshes:
-// initial, doubling, capped at max (defaults 1 s and 5 min), with jitter.
+// WithBackoff sets the exponential backoff between failed attempts: initial,
+// doubling, capped at max (defaults [DefaultInitialBackoff] and
+// [DefaultMaxBackoff]), each delay randomised by the jitter fraction
+// ([WithJitter]). It applies to every failure, a served certificate that
+// expired with nothing newer at the source included; polls do not reset it,
+// only a success does.
 func WithBackoff(initial, max time.Duration) Option {
 	return func(c *config) error {
 		if initial <= 0 || max < initial {
@@ -123,26 +164,33 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithClock replaces time.Now, for tests.
-func WithClock(now func() time.Time) Option {
-	return func(c *config) error { c.now = now; return nil }
-}
-
 // OnRotated registers a hook called after a new bundle replaced the served
 // one (old is nil for the first load). Hooks run on the refresh goroutine:
-// keep them short and never block.
+// keep them short and never block. A panic in a hook is recovered and
+// logged (once per hook, with its name); the provider carries on. [New]
+// refuses a nil fn.
 func OnRotated(fn func(old, new *Bundle)) Option {
-	return func(c *config) error { c.onRotated = append(c.onRotated, fn); return nil }
+	return func(c *config) error { return register(&c.onRotated, "OnRotated", fn, fn == nil) }
 }
 
-// OnRefreshFailed registers a hook called after each failed refresh with the
-// error, the number of consecutive failures and the delay before the next try.
+// OnRefreshFailed registers a hook called after each failed attempt with the
+// error, the number of consecutive failures and the delay before the next
+// background attempt. Panics are handled as for [OnRotated]; [New] refuses a
+// nil fn.
 func OnRefreshFailed(fn func(err error, failures int, retryIn time.Duration)) Option {
-	return func(c *config) error { c.onFailed = append(c.onFailed, fn); return nil }
+	return func(c *config) error { return register(&c.onFailed, "OnRefreshFailed", fn, fn == nil) }
 }
 
-// OnNearingExpiry registers a hook called at each poll while the served
-// certificate has less than the warn window left.
+// OnNearingExpiry registers a hook called when the served certificate's
+// remaining lifetime crosses a threshold: first when it drops below the warn
+// window W ([WithWarnBefore]), then each time it drops below half of the
+// previous threshold (W/2, W/4, ...; with the default 14 days: 7 days, 3.5
+// days, 42 hours, ...), and a last time once it has expired. Each threshold
+// fires once per bundle, checked at each background wake-up (every poll
+// interval at most), so the hook fires about log2(W/poll interval) times for
+// one certificate, not at every poll; a rotated bundle starts over. A warning
+// (an error once expired) is logged at the same moments. Panics are handled as
+// for [OnRotated]; [New] refuses a nil fn.
 func OnNearingExpiry(fn func(b *Bundle, remaining time.Duration)) Option {
-	return func(c *config) error { c.onNearing = append(c.onNearing, fn); return nil }
+	return func(c *config) error { return register(&c.onNearing, "OnNearingExpiry", fn, fn == nil) }
 }

@@ -115,13 +115,14 @@ func TestColdStormFetchesOnce(t *testing.T) {
 
 	const callers = 1000
 	var wg sync.WaitGroup
-	var ok atomic.Int64
+	var ok, entered atomic.Int64
 	start := make(chan struct{})
 	for range callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
+			entered.Add(1)
 			c, err := p.GetClientCertificate(&tls.CertificateRequestInfo{})
 			if err == nil && c != nil {
 				ok.Add(1)
@@ -129,9 +130,10 @@ func TestColdStormFetchesOnce(t *testing.T) {
 		}()
 	}
 	close(start)
-	// Let the storm pile up behind the gated fetch, then release it.
-	require.Eventually(t, func() bool { return src.fetches.Load() == 1 }, 5*time.Second, time.Millisecond)
-	time.Sleep(50 * time.Millisecond)
+	// Let the storm pile up behind the gated fetch, then release it. A
+	// caller that joins late finds the bundle and must not fetch again.
+	require.Eventually(t, func() bool { return src.fetches.Load() == 1 && entered.Load() == callers },
+		5*time.Second, time.Millisecond)
 	close(src.gate)
 	wg.Wait()
 	assert.EqualValues(t, callers, ok.Load())
@@ -160,13 +162,14 @@ func TestCancelledCallerDoesNotAbortSharedRefresh(t *testing.T) {
 	assert.EqualValues(t, 0, src.ctxErrs.Load(), "the shared fetch's context was never cancelled")
 }
 
-// clock is a settable time source.
-type clock struct{ ns atomic.Int64 }
+// clock is a wall clock that can be stepped: it runs at the real clock's
+// pace from wherever it was last set, as a stepped system clock does.
+type clock struct{ offset atomic.Int64 }
 
-func newClock(t time.Time) *clock    { c := &clock{}; c.ns.Store(t.UnixNano()); return c }
-func (c *clock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
-func (c *clock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
-func (c *clock) add(d time.Duration) { c.ns.Add(int64(d)) }
+func newClock(t time.Time) *clock    { c := &clock{}; c.set(t); return c }
+func (c *clock) now() time.Time      { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) set(t time.Time)     { c.offset.Store(int64(time.Until(t))) }
+func (c *clock) add(d time.Duration) { c.offset.Add(int64(d)) }
 
 func TestFailingSourceKeepsLastGoodUntilNotAfter(t *testing.T) {
 	is := newIssuer()
@@ -175,8 +178,9 @@ func TestFailingSourceKeepsLastGoodUntilNotAfter(t *testing.T) {
 	good := is.bundle(t, start.Add(-time.Hour), notAfter)
 	src := &fakeSource{bundle: good}
 	clk := newClock(start)
+	t.Cleanup(provider.SetClock(clk.now))
 	var failures atomic.Int64
-	p := newProvider(t, src, provider.WithClock(clk.now),
+	p := newProvider(t, src,
 		provider.OnRefreshFailed(func(error, int, time.Duration) { failures.Add(1) }))
 
 	c, err := p.GetClientCertificate(&tls.CertificateRequestInfo{})
@@ -201,7 +205,7 @@ func TestFailingSourceKeepsLastGoodUntilNotAfter(t *testing.T) {
 
 	// At NotAfter it is never served again.
 	clk.set(notAfter)
-	c, err = p.GetClientCertificate(&tls.CertificateRequestInfo{})
+	c, err = p.Certificate(context.Background())
 	require.Error(t, err)
 	assert.Nil(t, c)
 	assert.ErrorIs(t, err, provider.ErrNoValidBundle)
@@ -212,7 +216,7 @@ func TestFailingSourceKeepsLastGoodUntilNotAfter(t *testing.T) {
 	fresh := is.bundle(t, start.Add(-time.Hour), start.Add(48*time.Hour))
 	src.set(fresh, nil)
 	clk.add(time.Hour) // past any backoff
-	c, err = p.GetClientCertificate(&tls.CertificateRequestInfo{})
+	c, err = p.Certificate(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, provider.SerialHex(fresh.Leaf()), serialOf(c))
 	assert.Equal(t, 0, p.Status().Failures)
@@ -462,8 +466,10 @@ func TestChangeNoticeNeverRacesAnOlderFetch(t *testing.T) {
 
 	// Meanwhile the material changes to c and the watcher says so.
 	src.set(c, nil)
+	wanted := provider.WantedAttempts(p)
 	notify()
-	time.Sleep(20 * time.Millisecond) // let the notice's flight queue up
+	require.Eventually(t, func() bool { return provider.WantedAttempts(p) > wanted }, 5*time.Second, time.Millisecond,
+		"the notice asks for an attempt newer than the one in flight")
 	assert.EqualValues(t, 2, src.fetches.Load(), "the notice waits for the older fetch")
 
 	close(gate)
