@@ -3,7 +3,6 @@ package vaultsource
 import (
 	"context"
 	"crypto"
-	"errors"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -11,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"

@@ -94,14 +94,14 @@ func runCSR(ctx context.Context, e *env, f *csrFlags) error {
 		return err
 	}
 	defer conn.Close()
-	opts := conn.sourceOptions()
-	if f.force {
-		opts = append(opts, vaultsource.WithForce())
+	mode := vaultsource.ProvisionNew
+	switch {
+	case f.rotate:
+		mode = vaultsource.ProvisionRotate
+	case f.force:
+		mode = vaultsource.ProvisionForce
 	}
-	if f.rotate {
-		opts = append(opts, vaultsource.WithRotate())
-	}
-	st, err := f.target.open(conn.client, opts...)
+	st, err := f.target.open(conn.client, conn.sourceOptions()...)
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func runCSR(ctx context.Context, e *env, f *csrFlags) error {
 	if f.existing {
 		csrPEM, err = st.CSR(ctx, f.clientID)
 	} else {
-		csrPEM, err = st.Provision(ctx, f.clientID)
+		csrPEM, err = st.Provision(ctx, f.clientID, mode)
 	}
 	if err != nil {
 		return err

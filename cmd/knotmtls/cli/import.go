@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/knotmtls/knotmtls/provider"
-	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
 var importCommand = &command{
@@ -98,18 +97,15 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 		return err
 	}
 	loc := f.target.location()
-	if tr, ok := st.(*vaultsource.Transit); ok {
+	imported, err := st.ImportCertificate(ctx, req, certPEM, chainPEM)
+	if err != nil {
+		return err
+	}
+	if f.transit {
 		// Report the key version the certificate was stored on: it may be
 		// older than the one a source presents.
-		keyVersion, err := tr.ImportCertificateVersion(ctx, req, certPEM, chainPEM)
-		if err != nil {
-			return err
-		}
-		loc.KeyVersion = keyVersion
+		loc.KeyVersion = imported.KeyVersion
 	} else {
-		if err := st.ImportCertificate(ctx, req, certPEM, chainPEM); err != nil {
-			return err
-		}
 		if v, err := st.Version(ctx); err == nil {
 			loc = loc.withVersion(v)
 		}
