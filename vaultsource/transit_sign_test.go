@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/assert"
@@ -48,6 +49,9 @@ type fakeTransit struct {
 	versions map[int]fakeTransitVersion
 	// forbid is how many sign requests are answered 403 before signing.
 	forbid atomic.Int32
+	// hang makes sign requests wait for the client to give up (a frozen
+	// Vault: the connection stays open, nothing comes back).
+	hang atomic.Bool
 
 	mu sync.Mutex
 	// signWith, if set, signs instead of the requested version's key (a
@@ -135,6 +139,10 @@ func (f *fakeTransit) sign(t *testing.T, w http.ResponseWriter, r *http.Request)
 	f.signs = append(f.signs, body)
 	signWith, maxSalt, answerVersion, onForbid := f.signWith, f.maxSalt, f.answerVersion, f.onForbid
 	f.mu.Unlock()
+	if f.hang.Load() {
+		<-r.Context().Done()
+		return
+	}
 	if f.forbid.Add(-1) >= 0 {
 		if onForbid != nil {
 			onForbid()
@@ -426,4 +434,36 @@ func TestTransitSignReloginOnce(t *testing.T) {
 			assert.False(t, strings.Contains(err.Error(), "\n"), "one line")
 		})
 	}
+}
+
+// TestTransitSignFailsFastWhenVaultFreezes: with Vault frozen, a signature
+// fails within the sign timeout (not the Vault client's 60 s) with a
+// temporary ErrUnavailable, and the signer hands the typed error back for
+// the text crypto/tls keeps of it.
+func TestTransitSignFailsFastWhenVaultFreezes(t *testing.T) {
+	f := newFakeTransit(pkitest.CachedRSAKey(2048, 0))
+	client := f.serve(t)
+	require.Equal(t, 60*time.Second, client.ClientTimeout(), "the client's own timeout is long")
+	const timeout = 300 * time.Millisecond
+	src, err := vaultsource.NewTransit(client, "transit", "knot", vaultsource.WithSignTimeout(timeout))
+	require.NoError(t, err)
+	b, err := src.Fetch(t.Context())
+	require.NoError(t, err)
+	f.hang.Store(true)
+
+	start := time.Now()
+	_, err = b.Key.Sign(rand.Reader, hashOf(crypto.SHA256, "transcript"), crypto.SHA256)
+	elapsed := time.Since(start)
+	require.ErrorIs(t, err, vaultsource.ErrUnavailable)
+	assert.GreaterOrEqual(t, elapsed, timeout)
+	assert.Less(t, elapsed, timeout+2*time.Second, "bounded by the sign timeout")
+	assert.Contains(t, err.Error(), "no signature from Vault within the 300ms sign timeout")
+	var ve *vaultsource.Error
+	require.ErrorAs(t, err, &ve)
+	assert.True(t, ve.Temporary())
+
+	rec, ok := b.Key.(interface{ SignError(string) error })
+	require.True(t, ok, "the signer records its errors for knotclient")
+	assert.Same(t, err, rec.SignError(err.Error()), "the flattened text maps back to the typed error")
+	assert.Nil(t, rec.SignError("some other text"))
 }
