@@ -663,14 +663,6 @@ func (l *loop) diagnosed(res lookupResult) {
 			l.loginWaiters = append(l.loginWaiters, waiters...)
 			return
 		}
-		if l.fixed() {
-			// A fixed token cannot be replaced; "logging in" only looks it
-			// up again, so the loop owns no retry: report at once.
-			err := fmt.Errorf("%w: %s cannot obtain a new token", ErrInvalidToken, a.name)
-			l.verdict = verdict{token: res.token, until: time.Now().Add(l.invalidBo.NextBackOff()), err: err}
-			reply(err)
-			return
-		}
 		now := time.Now()
 		if now.Before(l.nextInvalidLogin) {
 			// This step already had its login: no other until it ends.

@@ -282,14 +282,19 @@ func TestExternalTokensNeverRevoked(t *testing.T) {
 	assert.Empty(t, v.revokedTokens())
 	assert.Equal(t, 0, a.Status().Revoked+a.Status().RevokeFailures)
 
-	// A static token Vault no longer accepts: HandleDenied says so at once.
+	// A static token Vault no longer accepts: the "login" looks it up again
+	// and fails; nothing is revoked.
 	b, err := vaultauth.New(client, vaultauth.Token("static-1"), vaultauth.WithLogger(quietLogger()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	require.NoError(t, b.Start(context.Background()))
 	v.setValid("static-1", false)
 	err = b.HandleDenied(context.Background(), "secret/data/knot", "read")
-	require.ErrorIs(t, err, vaultauth.ErrInvalidToken)
+	var le *vaultauth.LoginError
+	require.ErrorAs(t, err, &le)
+	err = b.HandleDenied(context.Background(), "secret/data/knot", "read")
+	require.ErrorIs(t, err, vaultauth.ErrInvalidToken, "while the login fails, at once")
+	assert.Equal(t, 1, b.Status().LoginFailures)
 	assert.Empty(t, v.revokedTokens())
 }
 
