@@ -437,9 +437,12 @@ func (k *KV) ImportCertificate(ctx context.Context, req provider.Requirements, c
 // Provision creates the Transit key (type rsa-2048, exportable=false,
 // allow_plaintext_backup=false) and returns a CSR for clientID that Vault
 // signs with it (POST <mount>/keys/<key>/csr; Vault 1.15+). An existing key
-// is refused with [ErrKeyExists] unless [WithRotate] or [WithForce] is given,
-// which add a key version and return that version's CSR; the source keeps
-// presenting the older version until the new one's certificate is imported.
+// is refused with [ErrKeyExists] in [ProvisionNew] mode; [ProvisionRotate]
+// and [ProvisionForce] add exactly one key version (a rotate whose answer
+// was lost is checked, never sent twice) and return that version's CSR; the
+// source keeps presenting the older version until the new one's certificate
+// is imported. [ProvisionExisting] writes nothing and returns the CSR of the
+// pinned or latest version, like [Transit.CSR].
 // An existing key that is not rsa-2048, or that could be exported, is always
 // refused. Creating a key is not atomic in Vault: two concurrent
 // provisioners of the same new key both succeed on the same key.
