@@ -103,3 +103,23 @@ func ExampleAuth_Status() {
 	// event: login (relogin), ttl 0s
 	// method vaultauth_test.preIssued: logins 2, renewals 0, watching false, expires never true
 }
+
+// A service next to a Vault Proxy (api_proxy { use_auto_auth_token = true })
+// holds no token: the proxy logs in and adds its own. VAULT_AGENT_ADDR,
+// read by api.DefaultConfig, points the client at the proxy.
+func ExampleNewProxy() {
+	client, err := api.NewClient(&api.Config{Address: "http://127.0.0.1:8100"}) // or VAULT_AGENT_ADDR
+	if err != nil {
+		log.Fatal(err)
+	}
+	proxy, err := vaultauth.NewProxy(client, vaultauth.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	kv, err := vaultsource.NewKV(client, "secret", "knot/client", vaultsource.WithAuth(proxy))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(proxy, kv, client.Token() == "")
+	// Output: vaultauth.Proxy(http://127.0.0.1:8100) vault kv-v2 secret/knot/client true
+}
