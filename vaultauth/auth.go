@@ -233,8 +233,10 @@ func (a *Auth) Relogin(ctx context.Context) error {
 //   - Otherwise one auth/token/lookup-self (shared by all callers) tells the
 //     cases apart. A valid token means the policy denies the path: no login,
 //     an error wrapping [ErrPermissionDenied] that names path and capability,
-//     logged and reported as [EventDenied] once per backoff step (later
-//     callers in the same step get the verdict without a request).
+//     logged and reported as [EventDenied] once per path and backoff step
+//     (later callers for that path in the same step get the verdict without
+//     a request; another path gets its own lookup, so a token revoked
+//     meanwhile is still noticed there).
 //   - An invalid, expired or revoked token is replaced by one shared login,
 //     at most one per backoff step; a caller in a step that already had its
 //     login gets an error wrapping [ErrInvalidToken].
@@ -480,12 +482,23 @@ type waiter struct {
 	capability string
 }
 
-// verdict is the diagnosis of a 403 for one token, valid until until.
+func (w waiter) key() string { return w.path + "\x00" + w.capability }
+
+// verdict is the diagnosis "token invalid, this step's login spent" for
+// one token, valid until until.
 type verdict struct {
 	token string
-	valid bool // true: policy denies; false: token invalid, login spent
 	until time.Time
 	err   error
+}
+
+// denial is the diagnosis "the token is valid, its policy denies" for one
+// path and capability of the current token: no new lookup for it until
+// until, whose distance grows by bo's steps while the denial lasts.
+type denial struct {
+	until    time.Time
+	bo       *backoff.ExponentialBackOff
+	policies []string
 }
 
 // loop is the state owned by run.
@@ -498,7 +511,6 @@ type loop struct {
 	lastErr   error
 
 	loginBo   *backoff.ExponentialBackOff // waits between failed logins
-	deniedBo  *backoff.ExponentialBackOff // steps between diagnoses of a valid, denied token
 	invalidBo *backoff.ExponentialBackOff // steps between logins for an invalid token
 
 	nextInvalidLogin time.Time // no login for an invalid token before
@@ -508,6 +520,8 @@ type loop struct {
 	lookupWaiter []waiter
 	looking      bool
 	verdict      verdict
+	denials      map[string]*denial // by path and capability, for denialsOf
+	denialsOf    string             // the token the denials are about
 
 	loginDone  chan loginResult
 	lookupDone chan lookupResult
@@ -531,7 +545,6 @@ func (a *Auth) run(secret *api.Secret) {
 		secret:     secret,
 		lastLogin:  time.Now(),
 		loginBo:    a.newBackoff(),
-		deniedBo:   a.newBackoff(),
 		invalidBo:  a.newBackoff(),
 		loginDone:  make(chan loginResult, 1),
 		lookupDone: make(chan lookupResult, 1),
@@ -592,17 +605,20 @@ func (l *loop) handle(r request) {
 // denied decides what a 403 leads to (see HandleDenied).
 func (l *loop) denied(w waiter) {
 	token := l.a.client.Token()
+	if l.denialsOf != token {
+		l.denials, l.denialsOf = map[string]*denial{}, token
+	}
+	now := time.Now()
+	d := l.denials[w.key()]
 	switch {
 	case l.logging:
 		l.loginWaiters = append(l.loginWaiters, w)
 	case l.failures > 0:
 		w.reply <- fmt.Errorf("%w; the last login failed: %w", ErrInvalidToken, l.lastErr)
-	case l.verdict.token == token && time.Now().Before(l.verdict.until):
-		if l.verdict.valid {
-			w.reply <- deniedError(w.path, w.capability, l.policies())
-		} else {
-			w.reply <- l.verdict.err
-		}
+	case d != nil && now.Before(d.until):
+		w.reply <- deniedError(w.path, w.capability, d.policies)
+	case l.verdict.token == token && now.Before(l.verdict.until):
+		w.reply <- l.verdict.err
 	case l.looking:
 		l.lookupWaiter = append(l.lookupWaiter, w)
 	default:
@@ -641,8 +657,6 @@ func (l *loop) diagnosed(res lookupResult) {
 	case res.token != a.client.Token():
 		reply(nil) // a login replaced the token meanwhile: retry with it
 	case res.class == vaultresp.OK:
-		step := l.deniedBo.NextBackOff()
-		l.verdict = verdict{token: res.token, valid: true, until: time.Now().Add(step)}
 		var policies []string
 		if res.secret != nil {
 			policies, _ = res.secret.TokenPolicies()
@@ -650,12 +664,24 @@ func (l *loop) diagnosed(res lookupResult) {
 		if len(policies) == 0 {
 			policies = l.policies()
 		}
-		first := waiters[0]
-		a.update(func(st *Status) { st.Denials++ })
-		a.log.Warn("vaultauth: vault token is valid but its policy denies the request; not logging in again",
-			"path", first.path, "capability", first.capability, "policies", policies, "next_check_in", step)
-		a.events.push(Event{Kind: EventDenied, Method: a.name, Path: first.path, Capability: first.capability, RetryIn: step})
+		if l.denialsOf != res.token {
+			l.denials, l.denialsOf = map[string]*denial{}, res.token
+		}
+		now := time.Now()
 		for _, w := range waiters {
+			d := l.denials[w.key()]
+			if d == nil {
+				d = &denial{bo: a.newBackoff()}
+				l.denials[w.key()] = d
+			}
+			if !now.Before(d.until) { // once per path per step
+				step := d.bo.NextBackOff()
+				d.until, d.policies = now.Add(step), policies
+				a.update(func(st *Status) { st.Denials++ })
+				a.log.Warn("vaultauth: vault token is valid but its policy denies the request; not logging in again",
+					"path", w.path, "capability", w.capability, "policies", policies, "next_check_in", step)
+				a.events.push(Event{Kind: EventDenied, Method: a.name, Path: w.path, Capability: w.capability, RetryIn: step})
+			}
 			w.reply <- deniedError(w.path, w.capability, policies)
 		}
 	case res.class == vaultresp.InvalidToken:
@@ -725,7 +751,6 @@ func (l *loop) loggedIn(res loginResult) {
 	l.failures = 0
 	l.lastErr = nil
 	l.loginBo.Reset()
-	l.deniedBo.Reset()
 	if l.retry != nil {
 		l.retry.Stop()
 		l.retryC = nil
