@@ -494,7 +494,10 @@ type verdict struct {
 
 // denial is the diagnosis "the token is valid, its policy denies" for one
 // path and capability of the current token: no new lookup for it until
-// until, whose distance grows by bo's steps while the denial lasts.
+// until, whose distance grows by bo's steps while the denial lasts. A 403
+// that was really the previous token's, reported after a login replaced it,
+// can make a first denial wrong; it then holds for one initial step only
+// (and the caller itself retries, its token having changed).
 type denial struct {
 	until    time.Time
 	bo       *backoff.ExponentialBackOff
