@@ -243,7 +243,7 @@ func authReadKVWithRelogin(ctx context.Context, c *api.Client, r vaultsource.Aut
 	err := authReadKV(ctx, c)
 	var re *api.ResponseError
 	if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
-		if rerr := r.HandleDenied(ctx, authReadPath, "read"); rerr != nil && c.Token() == token {
+		if rerr := r.HandleDenied(ctx, authReadPath, "read", false); rerr != nil && c.Token() == token {
 			return errors.Join(err, rerr)
 		}
 		return authReadKV(ctx, c)

@@ -109,6 +109,7 @@ type request struct {
 	kind       reqKind
 	path       string
 	capability string
+	invalid    bool       // Vault's 403 said "invalid token"
 	reply      chan error // buffered, 1
 }
 
@@ -230,6 +231,8 @@ func (a *Auth) Relogin(ctx context.Context) error {
 // error that says why not:
 //
 //   - While a login is in flight, the caller waits for it and retries.
+//   - invalidToken (Vault's 403 said "invalid token") goes straight to the
+//     invalid-token case below, without a lookup.
 //   - Otherwise one auth/token/lookup-self (shared by all callers) tells the
 //     cases apart. A valid token means the policy denies the path: no login,
 //     an error wrapping [ErrPermissionDenied] that names path and capability,
@@ -242,8 +245,8 @@ func (a *Auth) Relogin(ctx context.Context) error {
 //     login gets an error wrapping [ErrInvalidToken].
 //   - While logins fail, callers get the last login error at once; the
 //     background loop retries with backoff.
-func (a *Auth) HandleDenied(ctx context.Context, path, capability string) error {
-	return a.ask(ctx, request{kind: reqDenied, path: path, capability: capability})
+func (a *Auth) HandleDenied(ctx context.Context, path, capability string, invalidToken bool) error {
+	return a.ask(ctx, request{kind: reqDenied, path: path, capability: capability, invalid: invalidToken})
 }
 
 func (a *Auth) ask(ctx context.Context, r request) error {
@@ -601,12 +604,12 @@ func (l *loop) handle(r request) {
 	case reqChanged:
 		l.startLogin("credentials changed")
 	case reqDenied:
-		l.denied(waiter{reply: r.reply, path: r.path, capability: r.capability})
+		l.denied(waiter{reply: r.reply, path: r.path, capability: r.capability}, r.invalid)
 	}
 }
 
 // denied decides what a 403 leads to (see HandleDenied).
-func (l *loop) denied(w waiter) {
+func (l *loop) denied(w waiter, invalid bool) {
 	token := l.a.client.Token()
 	if l.denialsOf != token {
 		l.denials, l.denialsOf = map[string]*denial{}, token
@@ -618,6 +621,8 @@ func (l *loop) denied(w waiter) {
 		l.loginWaiters = append(l.loginWaiters, w)
 	case l.failures > 0:
 		w.reply <- fmt.Errorf("%w; the last login failed: %w", ErrInvalidToken, l.lastErr)
+	case invalid:
+		l.tokenInvalid(token, []waiter{w})
 	case d != nil && now.Before(d.until):
 		w.reply <- deniedError(w.path, w.capability, d.policies)
 	case l.verdict.token == token && now.Before(l.verdict.until):
@@ -688,28 +693,36 @@ func (l *loop) diagnosed(res lookupResult) {
 			w.reply <- deniedError(w.path, w.capability, policies)
 		}
 	case res.class == vaultresp.InvalidToken:
-		if l.logging {
-			l.loginWaiters = append(l.loginWaiters, waiters...)
-			return
-		}
-		now := time.Now()
-		if now.Before(l.nextInvalidLogin) {
-			// This step already had its login: no other until it ends.
-			err := fmt.Errorf("%w; the next login for it may happen in %s", ErrInvalidToken,
-				l.nextInvalidLogin.Sub(now).Round(time.Millisecond))
-			l.verdict = verdict{token: res.token, until: l.nextInvalidLogin, err: err}
-			reply(err)
-			return
-		}
-		l.nextInvalidLogin = now.Add(l.invalidBo.NextBackOff())
-		l.loginWaiters = append(l.loginWaiters, waiters...)
-		l.startLogin("token invalid")
+		l.tokenInvalid(res.token, waiters)
 	default:
 		reply(fmt.Errorf("%w: lookup-self (%s): %s", ErrUnavailable, res.class, oneLine(res.err)))
 	}
 }
 
 func (l *loop) fixed() bool { return l.a.fixed() }
+
+// tokenInvalid replaces an invalid token by one login per backoff step,
+// shared by waiters.
+func (l *loop) tokenInvalid(token string, waiters []waiter) {
+	if l.logging {
+		l.loginWaiters = append(l.loginWaiters, waiters...)
+		return
+	}
+	now := time.Now()
+	if now.Before(l.nextInvalidLogin) {
+		// This step already had its login: no other until it ends.
+		err := fmt.Errorf("%w; the next login for it may happen in %s", ErrInvalidToken,
+			l.nextInvalidLogin.Sub(now).Round(time.Millisecond))
+		l.verdict = verdict{token: token, until: l.nextInvalidLogin, err: err}
+		for _, w := range waiters {
+			w.reply <- err
+		}
+		return
+	}
+	l.nextInvalidLogin = now.Add(l.invalidBo.NextBackOff())
+	l.loginWaiters = append(l.loginWaiters, waiters...)
+	l.startLogin("token invalid")
+}
 
 // startLogin starts the shared login unless one is in flight.
 func (l *loop) startLogin(reason string) {

@@ -133,7 +133,7 @@ func deny(a *vaultauth.Auth, client *api.Client, n int, path, capability string,
 					return // the request succeeded
 				}
 			}
-			errs[i] = a.HandleDenied(context.Background(), path, capability)
+			errs[i] = a.HandleDenied(context.Background(), path, capability, false)
 			if errs[i] != nil && client.Token() != before {
 				errs[i] = nil
 			}
@@ -191,7 +191,7 @@ func TestDeniedValidTokenNeverLogsIn(t *testing.T) {
 
 	// After the step: one more lookup, still no login.
 	require.Eventually(t, func() bool {
-		_ = a.HandleDenied(context.Background(), "transit/sign/knot", "update")
+		_ = a.HandleDenied(context.Background(), "transit/sign/knot", "update", false)
 		return v.lookups.Load() == 3
 	}, 5*time.Second, 10*time.Millisecond)
 	assert.Equal(t, int32(1), v.logins.Load())
@@ -294,10 +294,10 @@ func TestExternalTokensNeverRevoked(t *testing.T) {
 	t.Cleanup(func() { _ = b.Close() })
 	require.NoError(t, b.Start(context.Background()))
 	v.setValid("static-1", false)
-	err = b.HandleDenied(context.Background(), "secret/data/knot", "read")
+	err = b.HandleDenied(context.Background(), "secret/data/knot", "read", false)
 	var le *vaultauth.LoginError
 	require.ErrorAs(t, err, &le)
-	err = b.HandleDenied(context.Background(), "secret/data/knot", "read")
+	err = b.HandleDenied(context.Background(), "secret/data/knot", "read", false)
 	require.ErrorIs(t, err, vaultauth.ErrInvalidToken, "while the login fails, at once")
 	assert.Equal(t, 1, b.Status().LoginFailures)
 	assert.Empty(t, v.revokedTokens())
@@ -320,7 +320,7 @@ func TestProxyMode(t *testing.T) {
 	errs := make(chan error, 20)
 	start := time.Now()
 	for range 20 {
-		go func() { errs <- p.HandleDenied(context.Background(), "transit/sign/knot", "update") }()
+		go func() { errs <- p.HandleDenied(context.Background(), "transit/sign/knot", "update", false) }()
 	}
 	for range 20 {
 		require.NoError(t, <-errs, "retry once after the proxy logged in again")
@@ -332,10 +332,10 @@ func TestProxyMode(t *testing.T) {
 	// The proxy's token is valid: the policy denies; no retry.
 	v.setValid("", true)
 	require.Eventually(t, func() bool {
-		err := p.HandleDenied(context.Background(), "transit/sign/knot", "update")
+		err := p.HandleDenied(context.Background(), "transit/sign/knot", "update", false)
 		return errors.Is(err, vaultauth.ErrPermissionDenied)
 	}, 5*time.Second, 10*time.Millisecond)
-	err = p.HandleDenied(context.Background(), "secret/data/x", "read")
+	err = p.HandleDenied(context.Background(), "secret/data/x", "read", false)
 	require.ErrorIs(t, err, vaultauth.ErrPermissionDenied)
 	assert.Contains(t, err.Error(), `"read" on secret/data/x`)
 	st := p.Status()
@@ -346,4 +346,47 @@ func TestProxyMode(t *testing.T) {
 	require.Error(t, err)
 	_, err = vaultauth.NewProxy(client, vaultauth.WithProxyWait(0))
 	require.Error(t, err)
+}
+
+// TestDeniedSaidInvalidToken: when Vault's 403 itself says "invalid token"
+// there is no lookup: one shared login for all callers, at most one per
+// backoff step; behind a Proxy, only the wait.
+func TestDeniedSaidInvalidToken(t *testing.T) {
+	leakCheck(t)
+	v := newTokenVault()
+	client := v.serve(t)
+	t.Cleanup(vaultauth.SetJitter(0))
+	a, err := vaultauth.New(client, v, vaultauth.WithLogger(quietLogger()), vaultauth.WithBackoff(time.Minute, time.Hour))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	require.NoError(t, a.Start(context.Background()))
+	v.setValid("token-1", false)
+
+	errs := make(chan error, 30)
+	for range 30 {
+		go func() { errs <- a.HandleDenied(context.Background(), "secret/data/knot", "read", true) }()
+	}
+	var retries, refused int
+	for range 30 {
+		if err := <-errs; err == nil {
+			retries++
+		} else {
+			require.ErrorIs(t, err, vaultauth.ErrInvalidToken)
+			refused++
+		}
+	}
+	assert.Equal(t, int32(2), v.logins.Load(), "one login for 30 callers")
+	assert.Zero(t, v.lookups.Load(), "no lookup: Vault said why")
+	assert.Positive(t, retries)
+	// A caller told "invalid token" again within the step gets no login.
+	require.ErrorIs(t, a.HandleDenied(context.Background(), "secret/data/knot", "read", true), vaultauth.ErrInvalidToken)
+	assert.Equal(t, int32(2), v.logins.Load())
+	t.Logf("figures: 31 callers told invalid token: logins=1 (plus Start), lookups=0, retried=%d, refused=%d", retries, refused+1)
+
+	p, err := vaultauth.NewProxy(client, vaultauth.WithProxyWait(20*time.Millisecond), vaultauth.WithLogger(quietLogger()))
+	require.NoError(t, err)
+	v.setValid("", true) // a lookup would say valid (the proxy already re-authenticated)
+	require.NoError(t, p.HandleDenied(context.Background(), "secret/data/knot", "read", true), "Vault said invalid token: wait and retry")
+	assert.Zero(t, v.lookups.Load())
+	assert.Equal(t, 1, p.Status().Retries)
 }

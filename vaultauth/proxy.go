@@ -26,8 +26,9 @@ import (
 // [ErrPermissionDenied], no retry); an invalid one means the proxy's token
 // was revoked or expired, and since a Vault Proxy logs in again after it
 // returned such a 403, HandleDenied waits briefly ([WithProxyWait]) and lets
-// the caller retry once. Concurrent callers share one lookup and one wait;
-// a verdict holds for one wait period.
+// the caller retry once. When Vault's 403 itself said "invalid token" there
+// is no lookup, only the wait. Concurrent callers share one lookup and one
+// wait; a verdict holds for one wait period.
 type Proxy struct {
 	client *api.Client
 	cfg    proxyConfig
@@ -89,18 +90,18 @@ func (p *Proxy) Status() ProxyStatus {
 }
 
 // HandleDenied is called by the Vault sources after a 403 for path (which
-// needs capability). It returns nil when the request should be retried
+// needs capability; invalidToken: Vault said "invalid token"). It returns nil when the request should be retried
 // once (the proxy's token was invalid and the proxy had time to log in
 // again), or an error wrapping [ErrPermissionDenied] (the proxy's token is
 // valid: a policy problem) or [ErrUnavailable].
-func (p *Proxy) HandleDenied(ctx context.Context, path, capability string) error {
+func (p *Proxy) HandleDenied(ctx context.Context, path, capability string, invalidToken bool) error {
 	p.mu.Lock()
 	v := p.verdict
 	p.mu.Unlock()
-	if time.Now().Before(v.until) {
+	if time.Now().Before(v.until) && (v.err == nil || !invalidToken) {
 		return p.annotate(v.err, path, capability)
 	}
-	ch := p.group.DoChan("", func() (any, error) { return nil, p.diagnose(path, capability) })
+	ch := p.group.DoChan("", func() (any, error) { return nil, p.diagnose(path, capability, invalidToken) })
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -117,10 +118,16 @@ func (p *Proxy) annotate(err error, path, capability string) error {
 	return err
 }
 
-func (p *Proxy) diagnose(path, capability string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.timeout)
-	defer cancel()
-	_, class, lerr := vaultresp.LookupSelf(ctx, p.client, "")
+func (p *Proxy) diagnose(path, capability string, invalidToken bool) error {
+	class, lerr := vaultresp.InvalidToken, error(nil)
+	if !invalidToken {
+		// Vault did not say why: ask about the proxy's token. (When it did
+		// say "invalid token", the proxy is already logging in again and a
+		// lookup now would see its new, valid token.)
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.timeout)
+		_, class, lerr = vaultresp.LookupSelf(ctx, p.client, "")
+		cancel()
+	}
 	var err error
 	switch class {
 	case vaultresp.OK:
@@ -136,7 +143,9 @@ func (p *Proxy) diagnose(path, capability string) error {
 		err = fmt.Errorf("%w: lookup-self through the proxy (%s): %s", ErrUnavailable, class, oneLine(lerr))
 	}
 	p.mu.Lock()
-	p.st.Lookups++
+	if !invalidToken {
+		p.st.Lookups++
+	}
 	switch {
 	case err == nil:
 		p.st.Retries++

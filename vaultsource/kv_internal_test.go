@@ -53,7 +53,7 @@ func TestConfigDefaults(t *testing.T) {
 // denyAll is an Auth that never lets a request be retried.
 type denyAll struct{}
 
-func (denyAll) HandleDenied(context.Context, string, string) error { return errors.New("no") }
+func (denyAll) HandleDenied(context.Context, string, string, bool) error { return errors.New("no") }
 
 func TestConfigRejects(t *testing.T) {
 	for name, o := range map[string]KVOption{

@@ -8,8 +8,11 @@ import (
 
 // Auth is what the sources need from the Vault login machinery:
 // vaultauth.Auth and vaultauth.Proxy satisfy it. HandleDenied is called
-// after Vault answered 403 to a request for path that needs capability (a
-// revoked or expired token looks exactly like a missing policy). It returns
+// after Vault answered 403 to a request for path that needs capability.
+// invalidToken is true when Vault's answer itself said the token is invalid
+// (Vault adds "invalid token" to such a 403); otherwise a revoked or expired
+// token looks exactly like a missing policy and the Auth has to find out
+// which it is (lookup-self). It returns
 // nil when the request should be retried once with the client's current
 // token; an error (for example "the token is valid, its policy denies the
 // path") ends the request with [ErrPermissionDenied]. It may be called
@@ -17,7 +20,7 @@ import (
 // implementations must coalesce calls: one diagnosis and at most one login
 // per backoff step, whatever the number of callers.
 type Auth interface {
-	HandleDenied(ctx context.Context, path, capability string) error
+	HandleDenied(ctx context.Context, path, capability string, invalidToken bool) error
 }
 
 // Fields names the KV secret fields that hold the client identity.

@@ -361,7 +361,7 @@ type countingAuth struct {
 	path, capa atomic.Value
 }
 
-func (r *countingAuth) HandleDenied(_ context.Context, path, capability string) error {
+func (r *countingAuth) HandleDenied(_ context.Context, path, capability string, _ bool) error {
 	r.calls.Add(1)
 	r.path.Store(path)
 	r.capa.Store(capability)

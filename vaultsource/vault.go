@@ -50,7 +50,7 @@ func (v *vault) do(ctx context.Context, r request) (*api.Secret, error) {
 		sec, _, err = v.once(ctx, r)
 		return sec, err
 	}
-	if herr := v.auth.HandleDenied(ctx, r.path, r.capability); herr != nil {
+	if herr := v.auth.HandleDenied(ctx, r.path, r.capability, errors.Is(err, ErrInvalidToken)); herr != nil {
 		if v.client.Token() != token { // a login finished meanwhile
 			sec, _, err = v.once(ctx, r)
 			return sec, err
