@@ -421,7 +421,9 @@ type vsRelogger struct {
 }
 
 // HandleDenied makes vsRelogger a vaultsource.Auth: every 403 logs in.
-func (r *vsRelogger) HandleDenied(ctx context.Context, _, _ string, _ bool) error { return r.Relogin(ctx) }
+func (r *vsRelogger) HandleDenied(ctx context.Context, _, _ string, _ bool) error {
+	return r.Relogin(ctx)
+}
 
 func (r *vsRelogger) Relogin(ctx context.Context) error {
 	r.calls.Add(1)
