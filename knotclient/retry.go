@@ -66,6 +66,11 @@ func retryableNetError(parent context.Context, err error) bool {
 		}
 		return se.Err == nil // a signer that records nothing: as before
 	}
+	if signerShaped(err) { // TLS 1.2 hands the signer's error through as is
+		var tmp interface{ Temporary() bool }
+		errors.As(err, &tmp)
+		return tmp.Temporary()
+	}
 	// Remote TLS alerts sometimes arrive only as text (e.g. from the
 	// record layer after the handshake, TLS 1.3 client-certificate refusal).
 	if strings.Contains(err.Error(), "remote error: tls:") {
@@ -134,8 +139,7 @@ func (c *Client) classifyAttempt(err error, gotConn bool) error {
 	if i >= 0 {
 		text = text[i+len(signFailure):]
 	}
-	var op *net.OpError
-	if i >= 0 || !errors.As(err, &op) { // a dial error never involves the key
+	if i >= 0 || signerShaped(err) {
 		if typed := c.signerError(text); typed != nil {
 			err = &SignError{Err: typed, TLS: err}
 		} else if i >= 0 {
@@ -143,6 +147,16 @@ func (c *Client) classifyAttempt(err error, gotConn bool) error {
 		}
 	}
 	return &notSentError{err: err}
+}
+
+// signerShaped reports whether err looks like a signer's own error handed
+// through by crypto/tls 1.2: it says whether it is temporary but is not a
+// network error. Dial, certificate and provider errors never are, so the
+// getter is not consulted for them.
+func signerShaped(err error) bool {
+	var tmp interface{ Temporary() bool }
+	var ne net.Error
+	return errors.As(err, &tmp) && !errors.As(err, &ne)
 }
 
 // signerError asks the current certificate's signer for the typed error
