@@ -33,6 +33,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/knotmtls/knotmtls/integration/vaulttest"
+	"github.com/knotmtls/knotmtls/vaultauth"
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
@@ -125,12 +126,12 @@ type authRecorder struct {
 
 type authRecorded struct {
 	at time.Duration
-	e  vaultsource.AuthEvent
+	e  vaultauth.Event
 }
 
 func newAuthRecorder() *authRecorder { return &authRecorder{start: time.Now()} }
 
-func (r *authRecorder) hook(e vaultsource.AuthEvent) {
+func (r *authRecorder) hook(e vaultauth.Event) {
 	r.mu.Lock()
 	r.events = append(r.events, authRecorded{at: time.Since(r.start), e: e})
 	r.mu.Unlock()
@@ -148,11 +149,11 @@ func (r *authRecorder) renewalsAround(reason string) (before, after int) {
 	after = -1
 	for _, ev := range r.all() {
 		switch {
-		case ev.e.Kind == vaultsource.AuthEventLogin && ev.e.Reason == reason && after < 0:
+		case ev.e.Kind == vaultauth.EventLogin && ev.e.Reason == reason && after < 0:
 			after = 0
-		case ev.e.Kind == vaultsource.AuthEventRenewal && after < 0:
+		case ev.e.Kind == vaultauth.EventRenewal && after < 0:
 			before++
-		case ev.e.Kind == vaultsource.AuthEventRenewal:
+		case ev.e.Kind == vaultauth.EventRenewal:
 			after++
 		}
 	}
@@ -190,14 +191,14 @@ func (s *authLogBuffer) String() string {
 
 // authStart builds and starts an Auth with short backoffs, a recorder and a
 // log buffer, registers its Close and a goroutine-leak check.
-func authStart(t *testing.T, client *api.Client, m api.AuthMethod, opts ...vaultsource.AuthOption) (*vaultsource.Auth, *authRecorder, *authLogBuffer) {
+func authStart(t *testing.T, client *api.Client, m api.AuthMethod, opts ...vaultauth.Option) (*vaultauth.Auth, *authRecorder, *authLogBuffer) {
 	t.Helper()
 	a, rec, logs := authNew(t, client, m, opts...)
 	require.NoError(t, a.Start(authCtx(t)))
 	return a, rec, logs
 }
 
-func authNew(t *testing.T, client *api.Client, m api.AuthMethod, opts ...vaultsource.AuthOption) (*vaultsource.Auth, *authRecorder, *authLogBuffer) {
+func authNew(t *testing.T, client *api.Client, m api.AuthMethod, opts ...vaultauth.Option) (*vaultauth.Auth, *authRecorder, *authLogBuffer) {
 	t.Helper()
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() {
@@ -210,13 +211,13 @@ func authNew(t *testing.T, client *api.Client, m api.AuthMethod, opts ...vaultso
 	})
 	rec := newAuthRecorder()
 	logs := &authLogBuffer{}
-	opts = append([]vaultsource.AuthOption{
-		vaultsource.WithLoginBackoff(100*time.Millisecond, time.Second),
-		vaultsource.WithLoginTimeout(10 * time.Second),
-		vaultsource.WithAuthLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
-		vaultsource.OnAuthEvent(rec.hook),
+	opts = append([]vaultauth.Option{
+		vaultauth.WithBackoff(100*time.Millisecond, time.Second),
+		vaultauth.WithTimeout(10 * time.Second),
+		vaultauth.WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
+		vaultauth.OnEvent(rec.hook),
 	}, opts...)
-	a, err := vaultsource.NewAuth(client, m, opts...)
+	a, err := vaultauth.New(client, m, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, a.Close()) })
 	return a, rec, logs
@@ -234,13 +235,15 @@ func authReadKV(ctx context.Context, c *api.Client) error {
 	return nil
 }
 
-// authReadKVWithRelogin reads like the vaultsource sources do: on 403 it calls
-// Relogin once and retries once.
-func authReadKVWithRelogin(ctx context.Context, c *api.Client, r vaultsource.Relogger) error {
+// authReadKVWithRelogin reads like the vaultsource sources do: on 403 it
+// asks HandleDenied once and retries once when told to (or when the token
+// changed meanwhile).
+func authReadKVWithRelogin(ctx context.Context, c *api.Client, r vaultsource.Auth) error {
+	token := c.Token()
 	err := authReadKV(ctx, c)
 	var re *api.ResponseError
 	if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
-		if rerr := r.Relogin(ctx); rerr != nil {
+		if rerr := r.HandleDenied(ctx, authReadPath, "read", false); rerr != nil && c.Token() == token {
 			return errors.Join(err, rerr)
 		}
 		return authReadKV(ctx, c)
@@ -319,7 +322,7 @@ func TestAuthAppRoleRenewsThenLogsInAgain(t *testing.T) {
 	env.enableAuth(t, "approle")
 	roleID, secretID := env.appRole(t, "short", map[string]any{"token_ttl": "6s", "token_max_ttl": "14s"})
 	client := env.shared(t)
-	m, err := vaultsource.AppRole(roleID, &approle.SecretID{FromString: secretID})
+	m, err := vaultauth.AppRole(roleID, &approle.SecretID{FromString: secretID})
 	require.NoError(t, err)
 
 	a, rec, logs := authStart(t, client, m)
@@ -348,17 +351,17 @@ func TestAuthAppRoleRenewsThenLogsInAgain(t *testing.T) {
 	// Order of events: login, renewals, end of renewal, login ("expiring").
 	evs := rec.all()
 	require.GreaterOrEqual(t, len(evs), 5)
-	assert.Equal(t, vaultsource.AuthEventLogin, evs[0].e.Kind)
+	assert.Equal(t, vaultauth.EventLogin, evs[0].e.Kind)
 	i := 1
-	for i < len(evs) && evs[i].e.Kind == vaultsource.AuthEventRenewal {
+	for i < len(evs) && evs[i].e.Kind == vaultauth.EventRenewal {
 		i++
 	}
 	require.Less(t, i+1, len(evs), "events:%s", rec)
 	renewalsBefore := i - 1
 	assert.GreaterOrEqual(t, renewalsBefore, 2, "the first token was renewed before the re-login")
-	assert.Equal(t, vaultsource.AuthEventExpiring, evs[i].e.Kind, "events:%s", rec)
+	assert.Equal(t, vaultauth.EventExpiring, evs[i].e.Kind, "events:%s", rec)
 	relogin := evs[i+1]
-	assert.Equal(t, vaultsource.AuthEventLogin, relogin.e.Kind, "events:%s", rec)
+	assert.Equal(t, vaultauth.EventLogin, relogin.e.Kind, "events:%s", rec)
 	assert.Equal(t, "expiring", relogin.e.Reason)
 	assert.Less(t, relogin.at, 14*time.Second, "the re-login happened before the first token's max TTL")
 
@@ -375,7 +378,7 @@ func TestAuthRevokedTokenRecovers(t *testing.T) {
 	env.enableAuth(t, "approle")
 	roleID, secretID := env.appRole(t, "revocable", map[string]any{"token_ttl": "6s", "token_max_ttl": "1h"})
 	client := env.shared(t)
-	m, err := vaultsource.AppRole(roleID, &approle.SecretID{FromString: secretID})
+	m, err := vaultauth.AppRole(roleID, &approle.SecretID{FromString: secretID})
 	require.NoError(t, err)
 	a, rec, logs := authStart(t, client, m)
 	ctx := authCtx(t)
@@ -434,16 +437,16 @@ func TestAuthAppRoleWrappedSecretIDFromFile(t *testing.T) {
 	authWriteFile(t, path, wrapped1+"\n")
 
 	client := env.shared(t)
-	m, err := vaultsource.AppRole(roleID, &approle.SecretID{FromFile: path}, approle.WithWrappingToken())
+	m, err := vaultauth.AppRole(roleID, &approle.SecretID{FromFile: path}, approle.WithWrappingToken())
 	require.NoError(t, err)
-	a, rec, logs := authStart(t, client, m, vaultsource.WithLoginBackoff(100*time.Millisecond, 400*time.Millisecond))
+	a, rec, logs := authStart(t, client, m, vaultauth.WithBackoff(100*time.Millisecond, 400*time.Millisecond))
 	ctx := authCtx(t)
 	require.NoError(t, authReadKV(ctx, client))
 	first := client.Token()
 	reads := startAuthReadLoop(client, 25*time.Millisecond)
 
 	err = a.Relogin(ctx)
-	var le *vaultsource.LoginError
+	var le *vaultauth.LoginError
 	require.ErrorAs(t, err, &le, "the wrapping token was used by the first login")
 	assert.Equal(t, "approle", le.Method)
 	var re *api.ResponseError
@@ -491,7 +494,7 @@ func TestAuthUserpass(t *testing.T) {
 	require.NoError(t, err)
 
 	client := env.shared(t)
-	m, err := vaultsource.Userpass("dev", &userpass.Password{FromString: password})
+	m, err := vaultauth.Userpass("dev", &userpass.Password{FromString: password})
 	require.NoError(t, err)
 	a, rec, logs := authStart(t, client, m)
 	require.NoError(t, authReadKV(authCtx(t), client))
@@ -503,7 +506,7 @@ func TestAuthUserpass(t *testing.T) {
 	assert.True(t, st.Renewable)
 
 	wrong := "wrong-" + authRandomHex(t, 8)
-	bad, err := vaultsource.Userpass("dev", &userpass.Password{FromString: wrong})
+	bad, err := vaultauth.Userpass("dev", &userpass.Password{FromString: wrong})
 	require.NoError(t, err)
 	b, _, badLogs := authNew(t, env.shared(t), bad)
 	err = b.Start(authCtx(t))
@@ -533,7 +536,7 @@ func TestAuthTokenFileReloadsChangedToken(t *testing.T) {
 	authWriteFile(t, path, tokenA+"\n")
 
 	client := env.shared(t)
-	a, rec, logs := authStart(t, client, &vaultsource.TokenFile{Path: path, PollInterval: 50 * time.Millisecond})
+	a, rec, logs := authStart(t, client, &vaultauth.TokenFile{Path: path, PollInterval: 50 * time.Millisecond})
 	assert.Equal(t, tokenA, client.Token())
 	require.NoError(t, authReadKV(ctx, client))
 	st := a.Status()
@@ -589,7 +592,7 @@ func TestAuthStaticRootTokenIsNotRenewed(t *testing.T) {
 	require.NoError(t, err)
 	client.ClearToken()
 
-	a, _, _ := authStart(t, client, vaultsource.StaticToken(env.v.Token))
+	a, _, _ := authStart(t, client, vaultauth.Token(env.v.Token))
 	assert.Equal(t, env.v.Token, client.Token())
 	st := a.Status()
 	assert.Equal(t, 1, st.Logins)
@@ -610,7 +613,7 @@ func TestAuthStaticRootTokenIsNotRenewed(t *testing.T) {
 
 	// A static token that is not valid fails with Vault's 403, token not echoed.
 	bogus := "hvs." + authRandomHex(t, 20)
-	b, _, logs := authNew(t, env.shared(t), vaultsource.StaticToken(bogus))
+	b, _, logs := authNew(t, env.shared(t), vaultauth.Token(bogus))
 	err = b.Start(authCtx(t))
 	var re *api.ResponseError
 	require.ErrorAs(t, err, &re)
@@ -632,10 +635,10 @@ func TestAuthStaticRenewableTokenRenewedUntilMaxTTL(t *testing.T) {
 	token := s.Auth.ClientToken
 
 	client := env.shared(t)
-	a, rec, logs := authStart(t, client, vaultsource.StaticToken(token))
+	a, rec, logs := authStart(t, client, vaultauth.Token(token))
 	require.Eventually(t, func() bool {
 		for _, ev := range rec.all() {
-			if ev.e.Kind == vaultsource.AuthEventExpiring {
+			if ev.e.Kind == vaultauth.EventExpiring {
 				return true
 			}
 		}
@@ -653,7 +656,7 @@ func TestAuthStaticRenewableTokenRenewedUntilMaxTTL(t *testing.T) {
 	var re *api.ResponseError
 	require.ErrorAs(t, err, &re)
 	assert.Equal(t, http.StatusForbidden, re.StatusCode)
-	var le *vaultsource.LoginError
+	var le *vaultauth.LoginError
 	require.ErrorAs(t, err, &le, "Relogin failed too")
 	st = a.Status()
 	assert.Equal(t, 1, st.Logins)
@@ -702,7 +705,7 @@ func TestAuthKubernetesReadsRotatedServiceAccountToken(t *testing.T) {
 	authWriteFile(t, saPath, jwt1)
 
 	client := env.shared(t)
-	m, err := vaultsource.Kubernetes("knot", kubernetes.WithServiceAccountTokenPath(saPath))
+	m, err := vaultauth.Kubernetes("knot", kubernetes.WithServiceAccountTokenPath(saPath))
 	require.NoError(t, err)
 	a, rec, logs := authStart(t, client, m)
 	require.NoError(t, authReadKV(ctx, client))

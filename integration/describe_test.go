@@ -39,7 +39,7 @@ func (e *vsEnv) assertNoKeyBytes(t *testing.T, path, text string) {
 
 // TestDescribeKVRotation proves KV.Describe against real Vault: no
 // rotation after provisioning, pending=true once a new key is staged with
-// WithRotate on an already provisioned secret, false again after the
+// ProvisionRotate on an already provisioned secret, false again after the
 // import promotes it, with the KV v2 version at each step; a missing
 // secret is described as absent, not as an error. No description holds
 // key bytes.
@@ -54,9 +54,9 @@ func TestDescribeKVRotation(t *testing.T) {
 	assert.Equal(t, vaultsource.KVDescription{Exists: true, Version: 2, HasPrivateKey: true, HasCertificate: true}, d)
 
 	// Stage a rotation on the provisioned secret.
-	_, err = vaultsource.ProvisionKV(ctx, e.client, "secret", path, e.knot.ClientID())
+	_, err = vaultsource.ProvisionKV(ctx, e.client, "secret", path, e.knot.ClientID(), vaultsource.ProvisionNew)
 	require.ErrorIs(t, err, vaultsource.ErrKeyExists)
-	csr2, err := vaultsource.ProvisionKV(ctx, e.client, "secret", path, e.knot.ClientID(), vaultsource.WithRotate())
+	csr2, err := vaultsource.ProvisionKV(ctx, e.client, "secret", path, e.knot.ClientID(), vaultsource.ProvisionRotate)
 	require.NoError(t, err)
 	d, err = kv.Describe(ctx)
 	require.NoError(t, err)
@@ -67,9 +67,9 @@ func TestDescribeKVRotation(t *testing.T) {
 
 	// The same through KV.Provision: a second staged key is refused and the
 	// description does not change.
-	rotating, err := vaultsource.NewKV(e.client, "secret", path, vaultsource.WithRotate())
+	rotating, err := vaultsource.NewKV(e.client, "secret", path)
 	require.NoError(t, err)
-	_, err = rotating.Provision(ctx, e.knot.ClientID())
+	_, err = rotating.Provision(ctx, e.knot.ClientID(), vaultsource.ProvisionRotate)
 	require.ErrorIs(t, err, vaultsource.ErrKeyExists)
 	again, err := rotating.Describe(ctx)
 	require.NoError(t, err)
@@ -77,7 +77,7 @@ func TestDescribeKVRotation(t *testing.T) {
 
 	cert2, err := e.knot.SignCSR(csr2)
 	require.NoError(t, err)
-	require.NoError(t, kv.ImportCertificate(ctx, e.requirements(), cert2, nil))
+	require.NoError(t, importErr(kv.ImportCertificate(ctx, e.requirements(), cert2, nil)))
 	d, err = kv.Describe(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, vaultsource.KVDescription{Exists: true, Version: 4, HasPrivateKey: true, HasCertificate: true}, d,
@@ -93,7 +93,7 @@ func TestDescribeKVRotation(t *testing.T) {
 }
 
 // TestDescribeTransitVersions proves Transit.Describe and
-// ImportCertificateVersion against real Vault: the versions with a
+// ImportCertificate (its KeyVersion) against real Vault: the versions with a
 // certificate and the pending rotation at each step, and that importing a
 // certificate for an older key version, while a newer one already has a
 // certificate, reports the older version it was stored on (Version still
@@ -116,7 +116,7 @@ func TestDescribeTransitVersions(t *testing.T) {
 	assert.Equal(t, vaultsource.TransitDescription{Exists: true, Type: "rsa-2048", LatestVersion: 1,
 		Versions: []int{1}, CertifiedVersions: []int{1}}, d)
 
-	csr2, err := vaultsource.ProvisionTransit(ctx, e.client, "transit", key, e.knot.ClientID(), vaultsource.WithRotate())
+	csr2, err := vaultsource.ProvisionTransit(ctx, e.client, "transit", key, e.knot.ClientID(), vaultsource.ProvisionRotate)
 	require.NoError(t, err)
 	d, err = tr.Describe(ctx)
 	require.NoError(t, err)
@@ -125,9 +125,9 @@ func TestDescribeTransitVersions(t *testing.T) {
 
 	cert2, err := e.knot.SignCSR(csr2)
 	require.NoError(t, err)
-	v, err := tr.ImportCertificateVersion(ctx, e.requirements(), cert2, nil)
+	v, err := tr.ImportCertificate(ctx, e.requirements(), cert2, nil)
 	require.NoError(t, err)
-	assert.Equal(t, 2, v)
+	assert.Equal(t, vaultsource.Imported{KeyVersion: 2}, v)
 	d, err = tr.Describe(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, []int{1, 2}, d.CertifiedVersions)
@@ -140,9 +140,12 @@ func TestDescribeTransitVersions(t *testing.T) {
 	require.NoError(t, err)
 	cert1, err := e.knot.SignCSR(csr1)
 	require.NoError(t, err)
-	v, err = tr.ImportCertificateVersion(ctx, e.requirements(), cert1, nil)
+	v, err = tr.ImportCertificate(ctx, e.requirements(), cert1, nil)
 	require.NoError(t, err)
-	assert.Equal(t, 1, v, "stored on the version the certificate belongs to, not the latest")
+	assert.Equal(t, vaultsource.Imported{KeyVersion: 1}, v, "stored on the version the certificate belongs to, not the latest")
+	v, err = tr.ImportCertificate(ctx, e.requirements(), cert1, nil)
+	require.NoError(t, err)
+	assert.Equal(t, vaultsource.Imported{KeyVersion: 1, Unchanged: true}, v, "the same certificate again: nothing written")
 	served, err := tr.Version(ctx)
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(served, "transit:"+key+":v2:"), "the source still presents version 2: %s", served)
@@ -156,7 +159,7 @@ func TestDescribeTransitVersions(t *testing.T) {
 	other, _ := e.provisionKV(t, "secret", "knot/describe-other")
 	ob, err := other.Fetch(ctx)
 	require.NoError(t, err)
-	v, err = tr.ImportCertificateVersion(ctx, e.requirements(), provider.EncodeCertificates(ob.Chain), nil)
+	v, err = tr.ImportCertificate(ctx, e.requirements(), provider.EncodeCertificates(ob.Chain), nil)
 	require.ErrorIs(t, err, provider.ErrKeyMismatch)
 	assert.Zero(t, v)
 

@@ -30,14 +30,15 @@ func TestExpiryBackoffAgainstVault(t *testing.T) {
 	ctx := t.Context()
 	require.NoError(t, e.vault.EnableAudit(ctx))
 	const mount, path = "secret", "knot/expiry"
-	csr, err := vaultsource.ProvisionKV(ctx, e.client, mount, path, e.knot.ClientID())
+	csr, err := vaultsource.ProvisionKV(ctx, e.client, mount, path, e.knot.ClientID(), vaultsource.ProvisionNew)
 	require.NoError(t, err)
 	notAfter := time.Now().Add(5 * time.Second).Truncate(time.Second)
 	certPEM, err := e.knot.SignCSRValidity(csr, time.Now().Add(-time.Minute), notAfter)
 	require.NoError(t, err)
 	kv, err := vaultsource.NewKV(e.client, mount, path)
 	require.NoError(t, err)
-	require.NoError(t, kv.ImportCertificate(ctx, e.requirements(), certPEM, nil))
+	_, err = kv.ImportCertificate(ctx, e.requirements(), certPEM, nil)
+	require.NoError(t, err)
 
 	type failure struct {
 		n     int

@@ -104,16 +104,16 @@ func (e *vsEnv) requirements() provider.Requirements {
 
 // provisionKV runs the whole KV onboarding: key + CSR into Vault, Knot
 // signs, the certificate is imported. It returns the source and the leaf.
-func (e *vsEnv) provisionKV(t *testing.T, mount, path string, opts ...vaultsource.Option) (*vaultsource.KV, *x509.Certificate) {
+func (e *vsEnv) provisionKV(t *testing.T, mount, path string, opts ...vaultsource.KVOption) (*vaultsource.KV, *x509.Certificate) {
 	t.Helper()
 	ctx := t.Context()
-	csr, err := vaultsource.ProvisionKV(ctx, e.client, mount, path, e.knot.ClientID(), opts...)
+	csr, err := vaultsource.ProvisionKV(ctx, e.client, mount, path, e.knot.ClientID(), vaultsource.ProvisionNew, opts...)
 	require.NoError(t, err)
 	certPEM, err := e.knot.SignCSR(csr)
 	require.NoError(t, err)
 	kv, err := vaultsource.NewKV(e.client, mount, path, opts...)
 	require.NoError(t, err)
-	require.NoError(t, kv.ImportCertificate(ctx, e.requirements(), certPEM, nil))
+	require.NoError(t, importErr(kv.ImportCertificate(ctx, e.requirements(), certPEM, nil)))
 	certs, err := provider.ParseCertificates(certPEM)
 	require.NoError(t, err)
 	return kv, certs[0]
@@ -243,14 +243,14 @@ func TestKVLifecycle(t *testing.T) {
 	const mount, path = "secret", "knot/lifecycle"
 
 	start := time.Now()
-	csr, err := vaultsource.ProvisionKV(ctx, e.client, mount, path, e.knot.ClientID())
+	csr, err := vaultsource.ProvisionKV(ctx, e.client, mount, path, e.knot.ClientID(), vaultsource.ProvisionNew)
 	require.NoError(t, err)
 	provisionTook := time.Since(start)
 	assert.Contains(t, string(csr), "CERTIFICATE REQUEST")
 	assert.NotContains(t, string(csr), "PRIVATE KEY", "only the CSR comes back")
 
 	// A second provisioning is refused: the key is never overwritten by accident.
-	_, err = vaultsource.ProvisionKV(ctx, e.client, mount, path, e.knot.ClientID())
+	_, err = vaultsource.ProvisionKV(ctx, e.client, mount, path, e.knot.ClientID(), vaultsource.ProvisionNew)
 	require.ErrorIs(t, err, vaultsource.ErrKeyExists)
 
 	certPEM, err := e.knot.SignCSR(csr)
@@ -258,7 +258,7 @@ func TestKVLifecycle(t *testing.T) {
 	kv, err := vaultsource.NewKV(e.client, mount, path)
 	require.NoError(t, err)
 	start = time.Now()
-	require.NoError(t, kv.ImportCertificate(ctx, e.requirements(), certPEM, nil))
+	require.NoError(t, importErr(kv.ImportCertificate(ctx, e.requirements(), certPEM, nil)))
 	importTook := time.Since(start)
 
 	p := e.newProvider(t, kv)
@@ -307,7 +307,7 @@ func TestKVv1Lifecycle(t *testing.T) {
 	stored, err := e.client.Logical().ReadWithContext(ctx, "kv1/knot/client")
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"tls_crt", "tls_key"}, keys(stored.Data), "configured field names")
-	_, err = vaultsource.ProvisionKV(ctx, e.client, "kv1", "knot/client", e.knot.ClientID(), vaultsource.WithKVVersion(1), fields)
+	_, err = vaultsource.ProvisionKV(ctx, e.client, "kv1", "knot/client", e.knot.ClientID(), vaultsource.ProvisionNew, vaultsource.WithKVVersion(1), fields)
 	require.ErrorIs(t, err, vaultsource.ErrKeyExists, "KV v1: existence is checked before writing")
 
 	v1, err := kv.Version(ctx)
@@ -329,11 +329,11 @@ func TestKVv1Lifecycle(t *testing.T) {
 	// Misconfigurations are named precisely.
 	for name, tc := range map[string]struct {
 		mount string
-		opts  []vaultsource.Option
+		opts  []vaultsource.KVOption
 		want  error
 	}{
 		"v1 mount read as v2": {"kv1", nil, vaultsource.ErrWrongKVVersion},
-		"v2 mount read as v1": {"secret", []vaultsource.Option{vaultsource.WithKVVersion(1)}, vaultsource.ErrWrongKVVersion},
+		"v2 mount read as v1": {"secret", []vaultsource.KVOption{vaultsource.WithKVVersion(1)}, vaultsource.ErrWrongKVVersion},
 		"no such mount":       {"nope", nil, vaultsource.ErrMountNotFound},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -344,7 +344,7 @@ func TestKVv1Lifecycle(t *testing.T) {
 			_, err = src.Version(ctx)
 			require.ErrorIs(t, err, tc.want)
 			// Provisioning refuses to write into the wrong place.
-			_, err = src.Provision(ctx, e.knot.ClientID())
+			_, err = src.Provision(ctx, e.knot.ClientID(), vaultsource.ProvisionNew)
 			require.ErrorIs(t, err, tc.want)
 			t.Logf("%s: %v", name, err)
 		})
@@ -420,6 +420,11 @@ type vsRelogger struct {
 	calls  atomic.Int64
 }
 
+// HandleDenied makes vsRelogger a vaultsource.Auth: every 403 logs in.
+func (r *vsRelogger) HandleDenied(ctx context.Context, _, _ string, _ bool) error {
+	return r.Relogin(ctx)
+}
+
 func (r *vsRelogger) Relogin(ctx context.Context) error {
 	r.calls.Add(1)
 	tok, err := r.root.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{Policies: []string{r.policy}, NoParent: true})
@@ -451,7 +456,7 @@ path "secret/data/knot/policy" { capabilities = ["read"] }
 	rl := &vsRelogger{root: e.client, target: limited, policy: "knot-read"}
 	require.NoError(t, rl.Relogin(ctx))
 	rl.calls.Store(0)
-	kv, err := vaultsource.NewKV(limited, "secret", path, vaultsource.WithRelogin(rl))
+	kv, err := vaultsource.NewKV(limited, "secret", path, vaultsource.WithAuth(rl))
 	require.NoError(t, err)
 	_, err = kv.Fetch(ctx)
 	require.NoError(t, err)
@@ -494,7 +499,7 @@ path "secret/data/knot/policy" { capabilities = ["read"] }
 	cured := &vsRelogger{root: e.client, target: sameLimits, policy: "knot-data-only"}
 	require.NoError(t, cured.Relogin(ctx))
 	cured.calls.Store(0)
-	meta, err := vaultsource.NewKV(sameLimits, "secret", path, vaultsource.WithRelogin(cured))
+	meta, err := vaultsource.NewKV(sameLimits, "secret", path, vaultsource.WithAuth(cured))
 	require.NoError(t, err)
 	e.counter.reset()
 	_, err = meta.Version(ctx)
@@ -504,7 +509,7 @@ path "secret/data/knot/policy" { capabilities = ["read"] }
 
 	// A relogin that keeps failing: permission denied after exactly one attempt.
 	failing := &vsRelogger{root: dataOnly, target: dataOnly, policy: "knot-read"}
-	w, err := vaultsource.NewKV(dataOnly, "secret", "knot/elsewhere", vaultsource.WithRelogin(failing))
+	w, err := vaultsource.NewKV(dataOnly, "secret", "knot/elsewhere", vaultsource.WithAuth(failing))
 	require.NoError(t, err)
 	_, err = w.Fetch(ctx)
 	require.ErrorIs(t, err, vaultsource.ErrPermissionDenied)

@@ -76,13 +76,13 @@ func TestVaultOutage(t *testing.T) {
 	})
 
 	// A new version written after the outage is picked up.
-	rotator, err := vaultsource.NewKV(e.client, "secret", path, vaultsource.WithRotate())
+	rotator, err := vaultsource.NewKV(e.client, "secret", path)
 	require.NoError(t, err)
-	csr, err := rotator.Provision(ctx, e.knot.ClientID())
+	csr, err := rotator.Provision(ctx, e.knot.ClientID(), vaultsource.ProvisionRotate)
 	require.NoError(t, err)
 	certB, err := e.knot.SignCSR(csr)
 	require.NoError(t, err)
-	require.NoError(t, kv.ImportCertificate(ctx, e.requirements(), certB, nil))
+	require.NoError(t, importErr(kv.ImportCertificate(ctx, e.requirements(), certB, nil)))
 	leavesB, err := provider.ParseCertificates(certB)
 	require.NoError(t, err)
 	serialB := provider.SerialHex(leavesB[0])

@@ -63,7 +63,7 @@ func startLoadFunc(call func(context.Context) error, n int) *vsLoad {
 	return l
 }
 
-// TestKVRotationUnderLoad: a new key is staged with WithRotate while 8
+// TestKVRotationUnderLoad: a new key is staged with ProvisionRotate while 8
 // goroutines call Knot, its certificate is imported (a new KV version), and
 // the fake sees the new serial within a poll interval, with no failed call.
 func TestKVRotationUnderLoad(t *testing.T) {
@@ -83,12 +83,12 @@ func TestKVRotationUnderLoad(t *testing.T) {
 	defer load.stop()
 	time.Sleep(200 * time.Millisecond) // load is running with certificate A
 
-	rotator, err := vaultsource.NewKV(e.client, mount, path, vaultsource.WithRotate())
+	rotator, err := vaultsource.NewKV(e.client, mount, path)
 	require.NoError(t, err)
-	csrB, err := rotator.Provision(ctx, e.knot.ClientID())
+	csrB, err := rotator.Provision(ctx, e.knot.ClientID(), vaultsource.ProvisionRotate)
 	require.NoError(t, err)
 	// A staged key does not disturb the serving certificate.
-	_, err = rotator.Provision(ctx, e.knot.ClientID())
+	_, err = rotator.Provision(ctx, e.knot.ClientID(), vaultsource.ProvisionRotate)
 	require.ErrorIs(t, err, vaultsource.ErrKeyExists, "one staged key at a time")
 	again, err := rotator.CSR(ctx, e.knot.ClientID())
 	require.NoError(t, err)
@@ -103,7 +103,7 @@ func TestKVRotationUnderLoad(t *testing.T) {
 	leavesB, err := provider.ParseCertificates(certB)
 	require.NoError(t, err)
 	serialB := provider.SerialHex(leavesB[0])
-	require.NoError(t, kv.ImportCertificate(ctx, e.requirements(), certB, nil))
+	require.NoError(t, importErr(kv.ImportCertificate(ctx, e.requirements(), certB, nil)))
 	imported := time.Now()
 
 	seenAfter := waitFor(t, 10*time.Second, "the new serial at Knot", func() bool { return serialSeen(e.knot, serialB) })
@@ -150,7 +150,7 @@ func TestKVProvisionRules(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, errs[i] = vaultsource.ProvisionKV(ctx, e.client, "secret", "knot/race", clientID)
+				_, errs[i] = vaultsource.ProvisionKV(ctx, e.client, "secret", "knot/race", clientID, vaultsource.ProvisionNew)
 			}()
 		}
 		wg.Wait()
@@ -198,7 +198,7 @@ func TestKVProvisionRules(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				before, err := e.client.KVv2("secret").GetMetadata(ctx, path)
 				require.NoError(t, err)
-				importErr := kv.ImportCertificate(ctx, e.requirements(), tc.cert, nil)
+				_, importErr := kv.ImportCertificate(ctx, e.requirements(), tc.cert, nil)
 				require.ErrorIs(t, importErr, tc.want)
 				after, err := e.client.KVv2("secret").GetMetadata(ctx, path)
 				require.NoError(t, err)
@@ -214,13 +214,13 @@ func TestKVProvisionRules(t *testing.T) {
 	t.Run("force replaces key and certificate", func(t *testing.T) {
 		const path = "knot/force"
 		kv, _ := e.provisionKV(t, "secret", path)
-		csr, err := vaultsource.ProvisionKV(ctx, e.client, "secret", path, clientID, vaultsource.WithForce())
+		csr, err := vaultsource.ProvisionKV(ctx, e.client, "secret", path, clientID, vaultsource.ProvisionForce)
 		require.NoError(t, err)
 		_, err = kv.Fetch(ctx)
 		require.ErrorIs(t, err, vaultsource.ErrMissingField, "the old certificate went with the old key")
 		cert, err := e.knot.SignCSR(csr)
 		require.NoError(t, err)
-		require.NoError(t, kv.ImportCertificate(ctx, e.requirements(), cert, nil))
+		require.NoError(t, importErr(kv.ImportCertificate(ctx, e.requirements(), cert, nil)))
 		b, err := kv.Fetch(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, "4", b.Version)
@@ -230,17 +230,17 @@ func TestKVProvisionRules(t *testing.T) {
 		require.NoError(t, e.vault.EnableTransit(ctx))
 		_, err := e.client.Logical().WriteWithContext(ctx, "transit/keys/exportable", map[string]any{"type": "rsa-2048", "exportable": true})
 		require.NoError(t, err)
-		_, err = vaultsource.ProvisionTransit(ctx, e.client, "transit", "exportable", clientID, vaultsource.WithForce())
+		_, err = vaultsource.ProvisionTransit(ctx, e.client, "transit", "exportable", clientID, vaultsource.ProvisionForce)
 		require.ErrorIs(t, err, vaultsource.ErrKeyExportable)
 		_, err = e.client.Logical().WriteWithContext(ctx, "transit/keys/big", map[string]any{"type": "rsa-4096"})
 		require.NoError(t, err)
-		_, err = vaultsource.ProvisionTransit(ctx, e.client, "transit", "big", clientID, vaultsource.WithRotate())
+		_, err = vaultsource.ProvisionTransit(ctx, e.client, "transit", "big", clientID, vaultsource.ProvisionRotate)
 		require.ErrorIs(t, err, vaultsource.ErrUnsupportedKeyType)
 
 		tr, leaf := e.provisionTransit(t, "refuse")
 		other, err := e.knot.IssueClient()
 		require.NoError(t, err)
-		err = tr.ImportCertificate(ctx, e.requirements(), provider.EncodeCertificates(other.Chain), nil)
+		_, err = tr.ImportCertificate(ctx, e.requirements(), provider.EncodeCertificates(other.Chain), nil)
 		require.ErrorIs(t, err, provider.ErrKeyMismatch)
 		var ve *vaultsource.Error
 		require.True(t, errors.As(err, &ve))
@@ -250,7 +250,7 @@ func TestKVProvisionRules(t *testing.T) {
 		assert.True(t, b.Leaf().Equal(leaf), "the stored chain is unchanged")
 
 		// Force on an existing key adds a version; the CSR is for it.
-		csr, err := vaultsource.ProvisionTransit(ctx, e.client, "transit", "refuse", clientID, vaultsource.WithForce())
+		csr, err := vaultsource.ProvisionTransit(ctx, e.client, "transit", "refuse", clientID, vaultsource.ProvisionForce)
 		require.NoError(t, err)
 		v, err := tr.Version(ctx)
 		require.NoError(t, err)
@@ -259,9 +259,9 @@ func TestKVProvisionRules(t *testing.T) {
 		require.NoError(t, err)
 		pinned, err := vaultsource.NewTransit(e.client, "transit", "refuse", vaultsource.WithKeyVersion(1))
 		require.NoError(t, err)
-		err = pinned.ImportCertificate(ctx, e.requirements(), cert, nil)
+		_, err = pinned.ImportCertificate(ctx, e.requirements(), cert, nil)
 		require.ErrorIs(t, err, provider.ErrKeyMismatch, "a pinned import only accepts its version's key")
-		require.NoError(t, tr.ImportCertificate(ctx, e.requirements(), cert, nil))
+		require.NoError(t, importErr(tr.ImportCertificate(ctx, e.requirements(), cert, nil)))
 		v, err = tr.Version(ctx)
 		require.NoError(t, err)
 		assert.True(t, strings.HasPrefix(v, "transit:refuse:v2:"), v)

@@ -14,6 +14,7 @@ import (
 	"github.com/knotmtls/knotmtls/knotclient"
 	"github.com/knotmtls/knotmtls/knotclient/knottest"
 	"github.com/knotmtls/knotmtls/provider"
+	"github.com/knotmtls/knotmtls/vaultauth"
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
@@ -33,13 +34,13 @@ func TestReadmeQuickStart(t *testing.T) {
 	// Operator side, once: key + CSR into Vault, Knot signs, import.
 	root, err := v.Client()
 	require.NoError(t, err)
-	csr, err := vaultsource.ProvisionKV(ctx, root, "secret", path, clientID)
+	csr, err := vaultsource.ProvisionKV(ctx, root, "secret", path, clientID, vaultsource.ProvisionNew)
 	require.NoError(t, err)
 	certPEM, err := knot.SignCSR(csr)
 	require.NoError(t, err)
 	kv, err := vaultsource.NewKV(root, "secret", path)
 	require.NoError(t, err)
-	require.NoError(t, kv.ImportCertificate(ctx, provider.Requirements{ClientID: clientID}, certPEM, nil))
+	require.NoError(t, importErr(kv.ImportCertificate(ctx, provider.Requirements{ClientID: clientID}, certPEM, nil)))
 	leaf, err := provider.ParseCertificates(certPEM)
 	require.NoError(t, err)
 
@@ -63,14 +64,14 @@ func TestReadmeQuickStart(t *testing.T) {
 	vc, err := v.Client()
 	require.NoError(t, err)
 	vc.ClearToken()
-	login, err := vaultsource.AppRole(roleID, &approle.SecretID{FromString: secretID})
+	login, err := vaultauth.AppRole(roleID, &approle.SecretID{FromString: secretID})
 	require.NoError(t, err)
-	auth, err := vaultsource.NewAuth(vc, login)
+	auth, err := vaultauth.New(vc, login)
 	require.NoError(t, err)
 	require.NoError(t, auth.Start(ctx))
 	defer auth.Close()
 
-	src, err := vaultsource.NewKV(vc, "secret", path, vaultsource.WithRelogin(auth))
+	src, err := vaultsource.NewKV(vc, "secret", path, vaultsource.WithAuth(auth))
 	require.NoError(t, err)
 	certs, err := provider.New(src, provider.WithRequirements(provider.Requirements{ClientID: clientID}))
 	require.NoError(t, err)
@@ -100,6 +101,6 @@ func TestReadmeQuickStart(t *testing.T) {
 	assert.Equal(t, 1, auth.Status().Logins)
 
 	// The runtime token cannot replace the key: least privilege holds.
-	_, err = vaultsource.ProvisionKV(ctx, vc, "secret", path, clientID, vaultsource.WithForce())
+	_, err = vaultsource.ProvisionKV(ctx, vc, "secret", path, clientID, vaultsource.ProvisionForce)
 	require.ErrorIs(t, err, vaultsource.ErrPermissionDenied)
 }

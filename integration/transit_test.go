@@ -34,10 +34,10 @@ func (e *vsEnv) withKnot(t *testing.T, opts ...knottest.Option) *vsEnv {
 
 // provisionTransit runs the Transit onboarding and returns the source and
 // the leaf Knot signed.
-func (e *vsEnv) provisionTransit(t *testing.T, key string, opts ...vaultsource.Option) (*vaultsource.Transit, *x509.Certificate) {
+func (e *vsEnv) provisionTransit(t *testing.T, key string, opts ...vaultsource.TransitOption) (*vaultsource.Transit, *x509.Certificate) {
 	t.Helper()
 	ctx := t.Context()
-	csrPEM, err := vaultsource.ProvisionTransit(ctx, e.client, "transit", key, e.knot.ClientID(), opts...)
+	csrPEM, err := vaultsource.ProvisionTransit(ctx, e.client, "transit", key, e.knot.ClientID(), vaultsource.ProvisionNew, opts...)
 	require.NoError(t, err)
 	csr, err := provider.ParseCSR(csrPEM)
 	require.NoError(t, err)
@@ -46,7 +46,7 @@ func (e *vsEnv) provisionTransit(t *testing.T, key string, opts ...vaultsource.O
 	require.NoError(t, err)
 	tr, err := vaultsource.NewTransit(e.client, "transit", key, opts...)
 	require.NoError(t, err)
-	require.NoError(t, tr.ImportCertificate(ctx, e.requirements(), certPEM, nil))
+	require.NoError(t, importErr(tr.ImportCertificate(ctx, e.requirements(), certPEM, nil)))
 	certs, err := provider.ParseCertificates(certPEM)
 	require.NoError(t, err)
 	return tr, certs[0]
@@ -70,7 +70,7 @@ func TestTransitLifecycle(t *testing.T) {
 			key := "knot-" + strings.ReplaceAll(strings.ToLower(tc.name), ".", "")
 			tr, leaf := e.provisionTransit(t, key)
 
-			_, err := vaultsource.ProvisionTransit(ctx, e.client, "transit", key, e.knot.ClientID())
+			_, err := vaultsource.ProvisionTransit(ctx, e.client, "transit", key, e.knot.ClientID(), vaultsource.ProvisionNew)
 			require.ErrorIs(t, err, vaultsource.ErrKeyExists, "an existing key is never replaced by accident")
 			exported, err := e.client.Logical().ReadWithContext(ctx, "transit/export/signing-key/"+key)
 			assert.Error(t, err, "the key is not exportable")
@@ -170,7 +170,7 @@ func TestTransitSignerSchemes(t *testing.T) {
 
 	// Rotation: a new key version without a certificate changes nothing;
 	// the source keeps presenting and signing with version 1.
-	csr2, err := vaultsource.ProvisionTransit(ctx, e.client, "transit", key, e.knot.ClientID(), vaultsource.WithRotate())
+	csr2, err := vaultsource.ProvisionTransit(ctx, e.client, "transit", key, e.knot.ClientID(), vaultsource.ProvisionRotate)
 	require.NoError(t, err)
 	v1, err := tr.Version(ctx)
 	require.NoError(t, err)
@@ -195,7 +195,7 @@ func TestTransitSignerSchemes(t *testing.T) {
 
 	cert2PEM, err := e.knot.SignCSR(csr2)
 	require.NoError(t, err)
-	require.NoError(t, tr.ImportCertificate(ctx, e.requirements(), cert2PEM, nil))
+	require.NoError(t, importErr(tr.ImportCertificate(ctx, e.requirements(), cert2PEM, nil)))
 	v2, err := tr.Version(ctx)
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(v2, "transit:"+key+":v2:"), v2)
@@ -214,7 +214,7 @@ func TestTransitSignerSchemes(t *testing.T) {
 	// set-certificate again on the same version is a new Version.
 	cert3PEM, err := e.knot.SignCSR(csr2)
 	require.NoError(t, err)
-	require.NoError(t, tr.ImportCertificate(ctx, e.requirements(), cert3PEM, nil))
+	require.NoError(t, importErr(tr.ImportCertificate(ctx, e.requirements(), cert3PEM, nil)))
 	v3, err := tr.Version(ctx)
 	require.NoError(t, err)
 	assert.NotEqual(t, v2, v3)
@@ -235,7 +235,7 @@ func TestTransitSignerSchemes(t *testing.T) {
 		// Knot wants RSA: the import is refused with the precise reason and writes nothing.
 		src, err := vaultsource.NewTransit(e.client, "transit", ec)
 		require.NoError(t, err)
-		err = src.ImportCertificate(ctx, provider.Requirements{ClientID: e.knot.ClientID()}, pkitest.CertPEM(cert), nil)
+		_, err = src.ImportCertificate(ctx, provider.Requirements{ClientID: e.knot.ClientID()}, pkitest.CertPEM(cert), nil)
 		require.ErrorIs(t, err, provider.ErrKeyType)
 		_, err = src.Fetch(ctx)
 		require.ErrorIs(t, err, vaultsource.ErrNoCertificateChain)

@@ -229,12 +229,12 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 			} else {
 				lastErr = fmt.Errorf("knotclient: %s: %w", cl.op, err)
 			}
-			if !cl.retry || n >= attempts || !retryableNetError(ctx, err) {
+			if n >= c.cfg.MaxAttempts || !retryAttempt(ctx, cl, err) {
 				return lastErr
 			}
 			delay = backoff(c.cfg.RetryBaseDelay, c.cfg.RetryMaxDelay, n)
 			c.log.Info("knot call failed; retrying", "op", cl.op, "error", err,
-				"attempt", n, "max_attempts", attempts, "delay", delay)
+				"attempt", n, "max_attempts", c.cfg.MaxAttempts, "delay", delay)
 		}
 		if err := sleep(ctx, c.done, delay); err != nil {
 			return fmt.Errorf("%w (retry abandoned: %w)", lastErr, err)
@@ -262,13 +262,14 @@ func (c *Client) attempt(ctx context.Context, hc *http.Client, cl call, target s
 	if payload != nil {
 		h["Content-Type"] = c.hdrJSON
 	}
+	req, gotConn := traceConn(req)
 	resp, err := hc.Do(req)
 	if err != nil {
 		var ue *url.Error // its text repeats the URL, query included
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return 0, nil, nil, err
+		return 0, nil, nil, c.classifyAttempt(err, gotConn.Load())
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))

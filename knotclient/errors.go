@@ -29,6 +29,33 @@ var (
 	ErrTooManyPages = errors.New("knotclient: pagination did not terminate")
 )
 
+// SignError is the error of a call whose TLS handshake failed because the
+// client certificate's key could not sign (a Vault Transit key whose Vault
+// is unavailable or whose policy denies signing). crypto/tls keeps only the
+// signer's text; when the signer records its errors (vaultsource's Transit
+// signer does), Err is the signer's own typed error, so errors.Is(err,
+// vaultsource.ErrUnavailable) and errors.As(err, **vaultsource.Error) work
+// on the call's error. Such a call never reached Knot: it is retried (even
+// when not idempotent) when Err says it is temporary, never on a
+// permission problem.
+type SignError struct {
+	// Err is the signer's typed error, nil when the signer records none.
+	Err error
+	// TLS is the error crypto/tls returned.
+	TLS error
+}
+
+// Error returns crypto/tls's text ("tls: failed to sign handshake: ...").
+func (e *SignError) Error() string { return e.TLS.Error() }
+
+// Unwrap returns the signer's error (if known) and the TLS error.
+func (e *SignError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{e.TLS}
+	}
+	return []error{e.Err, e.TLS}
+}
+
 // ErrorType is Knot's error_type: a broad class of error. It is an open
 // enum; values not listed here are kept as they are.
 type ErrorType string

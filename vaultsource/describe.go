@@ -23,7 +23,7 @@ type KVDescription struct {
 	HasCertificate bool
 	HasChain       bool
 	// Pending is true when a new key staged by [KV.Provision] with
-	// [WithRotate] waits in the pending private key field for its
+	// [ProvisionRotate] waits in the pending private key field for its
 	// certificate: a rotation is in progress.
 	Pending bool
 	// Deleted explains why the latest KV v2 version holds no data (deleted
@@ -73,7 +73,7 @@ type TransitDescription struct {
 	// stored with set-certificate, ascending.
 	CertifiedVersions []int
 	// Pending is true when the latest version has no certificate while an
-	// older one has: a rotation ([WithRotate]) waits for its certificate
+	// older one has: a rotation ([ProvisionRotate]) waits for its certificate
 	// and the older version keeps serving.
 	Pending bool
 }

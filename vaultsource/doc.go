@@ -24,15 +24,30 @@
 //
 // Sources take a caller-configured *api.Client: api.DefaultConfig and
 // api.NewClient read VAULT_ADDR, VAULT_CACERT, VAULT_NAMESPACE and the other
-// standard variables. Keeping the client logged in is the job of this
-// package's Auth; give it to a source with [WithRelogin] so that a 403 (a
-// revoked or expired token) triggers at most one re-login and one retry.
+// standard variables. Keeping the client logged in is the job of package
+// vaultauth (or of a Vault Proxy, with vaultauth.NewProxy); join it to a
+// source with [WithAuth] so that a 403 is diagnosed (a revoked or expired
+// token is replaced by one shared re-login; a valid token whose policy lacks
+// a capability is reported at once, without a login) and retried at most
+// once. The two packages share no types: a source sees its login only
+// through the one-method [Auth] interface.
+//
+// Options are typed per target: a [KVOption] configures a [KV], a
+// [TransitOption] a [Transit], an [Option] (such as [WithAuth]) both, so an
+// option that does not apply does not compile. Provisioning choices are a
+// [Mode] argument of the provisioning call ([ProvisionNew],
+// [ProvisionRotate], [ProvisionForce], [ProvisionExisting]). Provisioning is
+// idempotent under vault/api's retries: a check-and-set failure after a
+// retried write reports success when the secret holds exactly what the call
+// wrote, a Transit rotate is never doubled, and importing the certificate
+// already stored writes nothing and says so ([Imported].Unchanged).
 //
 // Constructors do no I/O and sources do not cache. Every error from the
 // sources and provisioning is an [*Error] wrapping a sentinel such as [ErrSecretNotFound] or
 // [ErrPermissionDenied] (or a provider sentinel such as
 // provider.ErrKeyMismatch), naming the Vault path and field but never a
-// secret value; String methods show the mount and path only. Login errors
-// from [Auth] are [*LoginError] values (method and reason, never the
-// credential), and its lifecycle errors are sentinels such as [ErrAuthClosed].
+// secret value; String methods show the mount and path only. A Transit
+// signature made during a TLS handshake is bounded by [WithSignTimeout]
+// (default [DefaultSignTimeout], 5 s); its typed error survives crypto/tls
+// for knotclient, which matches it with errors.Is.
 package vaultsource

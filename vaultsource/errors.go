@@ -2,10 +2,13 @@ package vaultsource
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/knotmtls/knotmtls/internal/vaultresp"
 )
 
 // Sentinel errors. Every error the sources and provisioning return is an
@@ -24,9 +27,15 @@ var (
 	// ErrFieldType: a field holds something other than a PEM string (or,
 	// for the chain, a list of PEM strings).
 	ErrFieldType = errors.New("field has the wrong type")
-	// ErrPermissionDenied: Vault answered 403 even after a re-login. The
-	// [*Error] names the path and the capability the token needs.
+	// ErrPermissionDenied: Vault answered 403 and the login could not fix
+	// it. The [*Error] names the path and the capability the token needs;
+	// its Detail says whether lookup-self found the token valid (a policy
+	// problem: no re-login is attempted) or invalid ([ErrInvalidToken]).
 	ErrPermissionDenied = errors.New("permission denied")
+	// ErrInvalidToken: Vault answered 403 because the token is invalid,
+	// expired or revoked, and no new login fixed it. It wraps
+	// [ErrPermissionDenied].
+	ErrInvalidToken = fmt.Errorf("%w: token invalid, expired or revoked", ErrPermissionDenied)
 	// ErrMountNotFound: no secrets engine is mounted at the configured mount.
 	ErrMountNotFound = errors.New("mount not found")
 	// ErrWrongKVVersion: the mount is not a KV engine of the configured
@@ -57,6 +66,11 @@ var (
 	// ErrUnavailable: Vault could not be reached, is sealed, overloaded or
 	// answered with a server error.
 	ErrUnavailable = errors.New("vault unavailable")
+	// ErrSealed: Vault answered 503, sealed. It wraps [ErrUnavailable].
+	ErrSealed = fmt.Errorf("%w: sealed", ErrUnavailable)
+	// ErrRateLimited: Vault answered 429 (a rate-limit quota). It wraps
+	// [ErrUnavailable].
+	ErrRateLimited = fmt.Errorf("%w: rate limited", ErrUnavailable)
 	// ErrRejected: Vault rejected the request for another reason; the
 	// [*Error] carries Vault's messages.
 	ErrRejected = errors.New("vault rejected the request")
@@ -134,6 +148,13 @@ func (e *Error) Unwrap() []error {
 	return errs
 }
 
+// Temporary reports whether the failure may go away by itself (Vault
+// unreachable, sealed, overloaded, too slow): true exactly when the error
+// wraps [ErrUnavailable]. knotclient uses it to retry a call whose TLS
+// handshake failed on a Transit signature; a permission or key problem is
+// never temporary.
+func (e *Error) Temporary() bool { return errors.Is(e.Err, ErrUnavailable) }
+
 // causeSummary renders a cause on one line. Vault's multi-line
 // ResponseError becomes "vault responded 403: permission denied"; a body
 // that is not Vault's JSON is not echoed.
@@ -151,11 +172,4 @@ func causeSummary(err error) string {
 	return oneLine(err.Error())
 }
 
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	const max = 300
-	if len(s) > max {
-		s = s[:max] + "..."
-	}
-	return s
-}
+func oneLine(s string) string { return vaultresp.OneLine(s) }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/knotmtls/knotmtls/knotclient"
 	"github.com/knotmtls/knotmtls/provider"
+	"github.com/knotmtls/knotmtls/vaultauth"
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
@@ -27,12 +28,12 @@ func Example_quickStart() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	login, err := vaultsource.Kubernetes("knot-client", kubernetes.WithServiceAccountTokenPath(
+	login, err := vaultauth.Kubernetes("knot-client", kubernetes.WithServiceAccountTokenPath(
 		"/var/run/secrets/kubernetes.io/serviceaccount/token"))
 	if err != nil {
 		log.Fatal(err)
 	}
-	auth, err := vaultsource.NewAuth(vc, login)
+	auth, err := vaultauth.New(vc, login)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func Example_quickStart() {
 
 	// 2. Source -> provider: the key never leaves memory; the provider
 	//    validates Knot's rules, caches, and picks up rotations.
-	src, err := vaultsource.NewKV(vc, "secret", "knot/production/"+clientID, vaultsource.WithRelogin(auth))
+	src, err := vaultsource.NewKV(vc, "secret", "knot/production/"+clientID, vaultsource.WithAuth(auth))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -61,9 +61,9 @@ func ExampleProvisionKV() {
 		log.Fatal(err)
 	}
 	const clientID = "your-knot-client-id"
-	csrPEM, err := vaultsource.ProvisionKV(ctx, client, "secret", "knot/client", clientID)
+	csrPEM, err := vaultsource.ProvisionKV(ctx, client, "secret", "knot/client", clientID, vaultsource.ProvisionNew)
 	if errors.Is(err, vaultsource.ErrKeyExists) {
-		log.Fatal("a key is already stored; use WithRotate to stage a new one")
+		log.Fatal("a key is already stored; provision with ProvisionRotate to stage a new one")
 	}
 	if err != nil {
 		log.Fatal(err)
@@ -75,8 +75,12 @@ func ExampleProvisionKV() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := kv.ImportCertificate(ctx, provider.Requirements{ClientID: clientID}, certPEM, nil); err != nil {
+	imported, err := kv.ImportCertificate(ctx, provider.Requirements{ClientID: clientID}, certPEM, nil)
+	if err != nil {
 		log.Fatal(err) // e.g. provider.ErrKeyMismatch: nothing was written
+	}
+	if imported.Unchanged {
+		fmt.Println("this certificate was already stored; nothing was written")
 	}
 }
 
@@ -88,7 +92,7 @@ func ExampleProvisionTransit() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	csrPEM, err := vaultsource.ProvisionTransit(ctx, client, "transit", "knot", "your-knot-client-id")
+	csrPEM, err := vaultsource.ProvisionTransit(ctx, client, "transit", "knot", "your-knot-client-id", vaultsource.ProvisionNew)
 	if err != nil {
 		log.Fatal(err)
 	}

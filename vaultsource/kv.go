@@ -31,7 +31,7 @@ type KV struct {
 	v     vault
 	mount string
 	path  string
-	cfg   config
+	cfg   kvConfig
 }
 
 var (
@@ -44,7 +44,7 @@ var (
 // address, TLS settings, namespace and token (api.DefaultConfig reads
 // VAULT_ADDR, VAULT_CACERT, ...; VAULT_NAMESPACE is honoured by
 // api.NewClient). NewKV does no I/O.
-func NewKV(client *api.Client, mount, path string, opts ...Option) (*KV, error) {
+func NewKV(client *api.Client, mount, path string, opts ...KVOption) (*KV, error) {
 	if err := checkClient(client); err != nil {
 		return nil, err
 	}
@@ -56,11 +56,11 @@ func NewKV(client *api.Client, mount, path string, opts ...Option) (*KV, error) 
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := newConfig(opts)
+	cfg, err := newKVConfig(opts)
 	if err != nil {
 		return nil, err
 	}
-	return &KV{v: vault{client: client, relogin: cfg.relogin}, mount: m, path: p, cfg: cfg}, nil
+	return &KV{v: vault{client: client, auth: cfg.auth}, mount: m, path: p, cfg: cfg}, nil
 }
 
 // String names the secret, e.g. "vault kv-v2 secret/knot/client". It never
@@ -115,7 +115,7 @@ func (k *KV) read(ctx context.Context) (kvSecret, error) {
 	data := mapField(sec.Data, "data")
 	if !ok {
 		return kvSecret{}, &Error{Op: "read", Path: k.dataPath(), Err: ErrWrongKVVersion,
-			Detail: "the answer has no KV v2 version metadata; if the mount is KV v1 use WithKVVersion(1)"}
+			Detail: "the answer has no KV v2 version metadata; if the mount is KV v1 construct the source with WithKVVersion(1)"}
 	}
 	if data == nil {
 		return kvSecret{exists: true, version: v, deleted: deletionReason(meta, v)}, nil

@@ -1,6 +1,7 @@
 package vaultsource
 
 import (
+	"context"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -21,36 +22,59 @@ import (
 var fakeSecret = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("TOP-SECRET-BYTES")}))
 
 func TestConfigDefaults(t *testing.T) {
-	c, err := newConfig(nil)
+	c, err := newKVConfig(nil)
 	require.NoError(t, err)
 	assert.Equal(t, DefaultFields, c.fields)
 	assert.Equal(t, Fields{Certificate: "certificate", PrivateKey: "private_key", Chain: "ca_chain", PendingPrivateKey: "pending_private_key"}, c.fields)
 	assert.Equal(t, 2, c.kvVersion)
-	assert.Equal(t, 10*time.Second, c.signTimeout)
-	assert.False(t, c.force || c.rotate || c.noMetadata)
-	assert.Nil(t, c.relogin)
+	assert.False(t, c.noMetadata)
+	assert.Nil(t, c.auth)
+	tc, err := newTransitConfig(nil)
+	require.NoError(t, err)
+	assert.Equal(t, 5*time.Second, tc.signTimeout, "a signature fails within 5 s by default")
+	assert.LessOrEqual(t, DefaultSignTimeout, 5*time.Second)
+	assert.Zero(t, tc.keyVersion)
 
-	c, err = newConfig([]Option{WithFields(Fields{PrivateKey: "key"}), WithKVVersion(1), WithKeyVersion(3),
-		WithSignTimeout(time.Second), WithForce(), WithRotate(), WithoutMetadata(), nil})
+	auth := denyAll{}
+	c, err = newKVConfig([]KVOption{WithFields(Fields{PrivateKey: "key"}), WithKVVersion(1), WithoutMetadata(), WithAuth(auth), nil})
 	require.NoError(t, err)
 	assert.Equal(t, Fields{Certificate: "certificate", PrivateKey: "key", Chain: "ca_chain", PendingPrivateKey: "pending_private_key"}, c.fields)
 	assert.Equal(t, 1, c.kvVersion)
-	assert.Equal(t, 3, c.keyVersion)
-	assert.Equal(t, time.Second, c.signTimeout)
-	assert.True(t, c.force && c.rotate && c.noMetadata)
+	assert.True(t, c.noMetadata)
+	assert.Equal(t, auth, c.auth)
+
+	tc, err = newTransitConfig([]TransitOption{WithKeyVersion(3), WithSignTimeout(time.Second), WithAuth(auth), nil})
+	require.NoError(t, err)
+	assert.Equal(t, 3, tc.keyVersion)
+	assert.Equal(t, time.Second, tc.signTimeout)
+	assert.Equal(t, auth, tc.auth)
 }
 
+// denyAll is an Auth that never lets a request be retried.
+type denyAll struct{}
+
+func (denyAll) HandleDenied(context.Context, string, string, bool) error { return errors.New("no") }
+
 func TestConfigRejects(t *testing.T) {
-	for name, o := range map[string]Option{
+	for name, o := range map[string]KVOption{
 		"kv version 3":       WithKVVersion(3),
-		"key version 0":      WithKeyVersion(0),
-		"zero sign timeout":  WithSignTimeout(0),
 		"duplicate field":    WithFields(Fields{Certificate: "private_key"}),
 		"duplicate pending":  WithFields(Fields{PendingPrivateKey: "ca_chain"}),
 		"all the same field": WithFields(Fields{Certificate: "x", PrivateKey: "x", Chain: "x", PendingPrivateKey: "x"}),
+		"nil auth":           WithAuth(nil),
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := newConfig([]Option{o})
+			_, err := newKVConfig([]KVOption{o})
+			assert.ErrorIs(t, err, ErrInvalidArgument)
+		})
+	}
+	for name, o := range map[string]TransitOption{
+		"key version 0":     WithKeyVersion(0),
+		"zero sign timeout": WithSignTimeout(0),
+		"nil auth":          WithAuth(nil),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := newTransitConfig([]TransitOption{o})
 			assert.ErrorIs(t, err, ErrInvalidArgument)
 		})
 	}
@@ -169,9 +193,15 @@ func TestClassify(t *testing.T) {
 		{"kv not found", 404, nil, request{path: "secret/data/x"}, ErrSecretNotFound, ""},
 		{"transit not found", 404, nil, request{path: "transit/keys/k", notFound: ErrKeyNotFound}, ErrKeyNotFound, ""},
 		{"cas", 400, []string{"check-and-set parameter did not match the current version"}, request{}, ErrConflict, "nothing was written"},
-		{"sealed", 503, []string{"Vault is sealed"}, request{}, ErrUnavailable, ""},
+		{"sealed", 503, []string{"Vault is sealed"}, request{}, ErrSealed, ""},
+		{"sealed is unavailable", 503, []string{"Vault is sealed"}, request{}, ErrUnavailable, ""},
+		{"no active node", 503, []string{"no active Vault instance found"}, request{}, ErrUnavailable, ""},
+		{"standby", 500, []string{"local node not active but active cluster node not found"}, request{}, ErrUnavailable, ""},
 		{"server error", 500, []string{"internal error"}, request{}, ErrUnavailable, ""},
-		{"rate limited", 429, nil, request{}, ErrUnavailable, ""},
+		{"rate limited", 429, nil, request{}, ErrRateLimited, ""},
+		{"rate limited is unavailable", 429, nil, request{}, ErrUnavailable, ""},
+		{"invalid token", 403, []string{"permission denied", "invalid token"}, request{path: "p", capability: "read"}, ErrInvalidToken, `"read" capability`},
+		{"invalid token is denied", 403, []string{"invalid token"}, request{}, ErrPermissionDenied, ""},
 		{"bad request", 400, []string{"invalid key version"}, request{}, ErrRejected, ""},
 	}
 	for _, tt := range tests {

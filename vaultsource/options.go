@@ -6,13 +6,21 @@ import (
 	"time"
 )
 
-// Relogger is what the sources need from the Vault login machinery: a way to
-// obtain a fresh token after Vault answered 403 (a revoked or expired token
-// looks exactly like a missing policy). It may be called concurrently, from
-// TLS handshakes through the Transit signer too, so implementations should
-// coalesce concurrent calls. The Auth type of this package satisfies it.
-type Relogger interface {
-	Relogin(ctx context.Context) error
+// Auth is what the sources need from the Vault login machinery:
+// vaultauth.Auth and vaultauth.Proxy satisfy it. HandleDenied is called
+// after Vault answered 403 to a request for path that needs capability.
+// invalidToken is true when Vault's answer itself said the token is invalid
+// (Vault adds "invalid token" to such a 403); otherwise a revoked or expired
+// token looks exactly like a missing policy and the Auth has to find out
+// which it is (lookup-self). It returns
+// nil when the request should be retried once with the client's current
+// token; an error (for example "the token is valid, its policy denies the
+// path") ends the request with [ErrPermissionDenied]. It may be called
+// concurrently, from TLS handshakes through the Transit signer too, so
+// implementations must coalesce calls: one diagnosis and at most one login
+// per backoff step, whatever the number of callers.
+type Auth interface {
+	HandleDenied(ctx context.Context, path, capability string, invalidToken bool) error
 }
 
 // Fields names the KV secret fields that hold the client identity.
@@ -29,8 +37,8 @@ type Fields struct {
 	// Default "ca_chain".
 	Chain string
 	// PendingPrivateKey holds a key staged by [KV.Provision] with
-	// [WithRotate] while the current certificate keeps serving; it becomes
-	// PrivateKey when its certificate is imported. Default
+	// [ProvisionRotate] while the current certificate keeps serving; it
+	// becomes PrivateKey when its certificate is imported. Default
 	// "pending_private_key".
 	PendingPrivateKey string
 }
@@ -45,53 +53,108 @@ var DefaultFields = Fields{
 }
 
 // DefaultSignTimeout bounds each Transit signature made during a TLS
-// handshake (crypto.Signer has no context).
-const DefaultSignTimeout = 10 * time.Second
+// handshake (crypto.Signer has no context), independently of the Vault
+// client's own timeout: a frozen Vault fails the handshake within it.
+const DefaultSignTimeout = 5 * time.Second
 
-type config struct {
-	relogin     Relogger
-	fields      Fields
-	kvVersion   int
-	noMetadata  bool
-	keyVersion  int
-	signTimeout time.Duration
-	force       bool
-	rotate      bool
+type commonConfig struct {
+	auth Auth
 }
 
-func newConfig(opts []Option) (config, error) {
-	c := config{fields: DefaultFields, kvVersion: 2, signTimeout: DefaultSignTimeout}
+type kvConfig struct {
+	commonConfig
+	fields     Fields
+	kvVersion  int
+	noMetadata bool
+}
+
+type transitConfig struct {
+	commonConfig
+	keyVersion  int
+	signTimeout time.Duration
+}
+
+// KVOption configures a [KV] source ([NewKV], [ProvisionKV]).
+type KVOption interface {
+	applyKV(*kvConfig) error
+}
+
+// TransitOption configures a [Transit] source ([NewTransit],
+// [ProvisionTransit]).
+type TransitOption interface {
+	applyTransit(*transitConfig) error
+}
+
+// Option configures both sources: it is a [KVOption] and a
+// [TransitOption]. An option that does not apply to a source is not of its
+// option type, so it does not compile there.
+type Option interface {
+	KVOption
+	TransitOption
+}
+
+type kvOption func(*kvConfig) error
+
+func (o kvOption) applyKV(c *kvConfig) error { return o(c) }
+
+type transitOption func(*transitConfig) error
+
+func (o transitOption) applyTransit(c *transitConfig) error { return o(c) }
+
+type commonOption func(*commonConfig) error
+
+func (o commonOption) applyKV(c *kvConfig) error           { return o(&c.commonConfig) }
+func (o commonOption) applyTransit(c *transitConfig) error { return o(&c.commonConfig) }
+
+func newKVConfig(opts []KVOption) (kvConfig, error) {
+	c := kvConfig{fields: DefaultFields, kvVersion: 2}
 	for _, o := range opts {
 		if o == nil {
 			continue
 		}
-		if err := o(&c); err != nil {
-			return config{}, err
+		if err := o.applyKV(&c); err != nil {
+			return kvConfig{}, err
 		}
 	}
 	return c, nil
 }
 
-// Option configures a source or a provisioning call. Options that do not
-// apply to a call are ignored by it.
-type Option func(*config) error
+func newTransitConfig(opts []TransitOption) (transitConfig, error) {
+	c := transitConfig{signTimeout: DefaultSignTimeout}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o.applyTransit(&c); err != nil {
+			return transitConfig{}, err
+		}
+	}
+	return c, nil
+}
 
 func optionError(format string, args ...any) error {
 	return &Error{Op: "configure", Err: ErrInvalidArgument, Detail: fmt.Sprintf(format, args...)}
 }
 
-// WithRelogin sets what is called when Vault answers 403: the request is
-// retried once after r.Relogin succeeds. If the client's token changed while
-// the request was under way (a concurrent caller's re-login), the request is
-// retried once with that token instead of logging in again. Without it a
-// 403 is reported as [ErrPermissionDenied] at once.
-func WithRelogin(r Relogger) Option {
-	return func(c *config) error { c.relogin = r; return nil }
+// WithAuth joins a source to the Vault login (a vaultauth.Auth or
+// vaultauth.Proxy on the same client): when Vault answers 403, the request
+// is retried once if a.HandleDenied says so. If the client's token changed
+// while the request was under way (another caller's re-login), the request
+// is retried once with that token without asking a. Without WithAuth a 403
+// is reported as [ErrPermissionDenied] at once.
+func WithAuth(a Auth) Option {
+	return commonOption(func(c *commonConfig) error {
+		if a == nil {
+			return optionError("nil Auth")
+		}
+		c.auth = a
+		return nil
+	})
 }
 
 // WithFields overrides KV field names; empty members keep their defaults.
-func WithFields(f Fields) Option {
-	return func(c *config) error {
+func WithFields(f Fields) KVOption {
+	return kvOption(func(c *kvConfig) error {
 		if f.Certificate != "" {
 			c.fields.Certificate = f.Certificate
 		}
@@ -113,67 +176,92 @@ func WithFields(f Fields) Option {
 			}
 		}
 		return nil
-	}
+	})
 }
 
 // WithKVVersion selects the KV engine version of the mount: 2 (default) or 1.
-func WithKVVersion(v int) Option {
-	return func(c *config) error {
+func WithKVVersion(v int) KVOption {
+	return kvOption(func(c *kvConfig) error {
 		if v != 1 && v != 2 {
 			return optionError("KV version must be 1 or 2, got %d", v)
 		}
 		c.kvVersion = v
 		return nil
-	}
+	})
 }
 
 // WithoutMetadata makes a KV v2 source's Version read the secret's data
 // instead of its metadata, for tokens that may read <mount>/data/<path> but
 // not <mount>/metadata/<path>. Each poll then transfers the secret.
-func WithoutMetadata() Option {
-	return func(c *config) error { c.noMetadata = true; return nil }
+func WithoutMetadata() KVOption {
+	return kvOption(func(c *kvConfig) error { c.noMetadata = true; return nil })
 }
 
 // WithKeyVersion pins the Transit key version a [Transit] source presents
 // and signs with (default: the latest version that has a certificate
-// chain), and the version provisioning and import work on.
-func WithKeyVersion(v int) Option {
-	return func(c *config) error {
+// chain), and the version CSR and import work on.
+func WithKeyVersion(v int) TransitOption {
+	return transitOption(func(c *transitConfig) error {
 		if v < 1 {
 			return optionError("transit key version must be at least 1, got %d", v)
 		}
 		c.keyVersion = v
 		return nil
-	}
+	})
 }
 
 // WithSignTimeout bounds each Transit signature (default
-// [DefaultSignTimeout]).
-func WithSignTimeout(d time.Duration) Option {
-	return func(c *config) error {
+// [DefaultSignTimeout]), re-login and retry included. A signature that does
+// not finish in time fails with [ErrUnavailable], and so does the TLS
+// handshake that asked for it.
+func WithSignTimeout(d time.Duration) TransitOption {
+	return transitOption(func(c *transitConfig) error {
 		if d <= 0 {
 			return optionError("sign timeout must be positive, got %s", d)
 		}
 		c.signTimeout = d
 		return nil
+	})
+}
+
+// Mode says what provisioning does when a key is already stored. It is an
+// argument of [KV.Provision] and [Transit.Provision], not source
+// configuration.
+type Mode int
+
+// Provisioning modes.
+const (
+	// ProvisionNew creates the first key; a stored key is refused with
+	// [ErrKeyExists].
+	ProvisionNew Mode = iota
+	// ProvisionRotate stages a new key while the current certificate keeps
+	// serving: for KV in the pending field ([KV.ImportCertificate] promotes
+	// it), for Transit as a new key version (the source keeps presenting
+	// the older version until the new one's certificate is imported). On an
+	// empty store it creates the first key.
+	ProvisionRotate
+	// ProvisionForce replaces the stored key: KV overwrites key and
+	// certificate (check-and-set against the version read; KV v2 keeps the
+	// old version), Transit adds a key version like ProvisionRotate. The
+	// certificate in use stops matching a KV key, so prefer ProvisionRotate
+	// for a live KV identity.
+	ProvisionForce
+	// ProvisionExisting writes nothing and returns the CSR of the stored
+	// key (the staged key first), like CSR.
+	ProvisionExisting
+)
+
+// String names the mode: "new", "rotate", "force", "existing".
+func (m Mode) String() string {
+	switch m {
+	case ProvisionNew:
+		return "new"
+	case ProvisionRotate:
+		return "rotate"
+	case ProvisionForce:
+		return "force"
+	case ProvisionExisting:
+		return "existing"
 	}
-}
-
-// WithForce lets provisioning replace an existing key: a KV key is
-// overwritten (check-and-set against the version just read; KV v2 keeps the
-// old version) together with its now useless certificate, a Transit key is
-// rotated to a new version. The certificate in use stops matching, so prefer
-// [WithRotate] for a live KV identity.
-func WithForce() Option {
-	return func(c *config) error { c.force = true; return nil }
-}
-
-// WithRotate makes [KV.Provision] stage the new key in the pending field
-// while the current certificate and key keep serving; [KV.ImportCertificate]
-// promotes it once its certificate arrives. With [WithForce] it also
-// replaces a key already staged. For Transit, WithRotate adds a key version
-// like WithForce: the source keeps presenting the older version until the new
-// version's certificate is imported.
-func WithRotate() Option {
-	return func(c *config) error { c.rotate = true; return nil }
+	return fmt.Sprintf("Mode(%d)", int(m))
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"reflect"
 	"sort"
 	"strings"
 	"unicode"
@@ -36,23 +37,48 @@ import (
 // ProvisionKV generates an RSA-2048 key in memory, stores it (PKCS#8 PEM) in
 // the KV secret mount/path and returns a CSR for clientID (SHA-256 with RSA,
 // CN=clientID) to send to Knot. It is NewKV followed by [KV.Provision].
-func ProvisionKV(ctx context.Context, client *api.Client, mount, path, clientID string, opts ...Option) ([]byte, error) {
+func ProvisionKV(ctx context.Context, client *api.Client, mount, path, clientID string, mode Mode, opts ...KVOption) ([]byte, error) {
 	kv, err := NewKV(client, mount, path, opts...)
 	if err != nil {
 		return nil, err
 	}
-	return kv.Provision(ctx, clientID)
+	return kv.Provision(ctx, clientID, mode)
 }
 
 // ProvisionTransit creates the rsa-2048 Transit key keyName (not exportable,
 // no plaintext backup) and returns a CSR for clientID that Vault signed with
 // it. It is NewTransit followed by [Transit.Provision].
-func ProvisionTransit(ctx context.Context, client *api.Client, mount, keyName, clientID string, opts ...Option) ([]byte, error) {
+func ProvisionTransit(ctx context.Context, client *api.Client, mount, keyName, clientID string, mode Mode, opts ...TransitOption) ([]byte, error) {
 	t, err := NewTransit(client, mount, keyName, opts...)
 	if err != nil {
 		return nil, err
 	}
-	return t.Provision(ctx, clientID)
+	return t.Provision(ctx, clientID, mode)
+}
+
+// Imported says what an import stored.
+type Imported struct {
+	// Unchanged is true when exactly this certificate (and chain) was
+	// already stored: nothing was written, no new KV version or
+	// set-certificate.
+	Unchanged bool
+	// Version is the KV v2 secret version that holds the certificate
+	// (0 for KV v1 and Transit).
+	Version int
+	// KeyVersion is the Transit key version the certificate is stored on:
+	// the pinned one ([WithKeyVersion]) or the version whose public key it
+	// carries, which may be older than the latest (0 for KV).
+	KeyVersion int
+	// Promoted is true when a KV key staged by [ProvisionRotate] became the
+	// current key.
+	Promoted bool
+}
+
+func checkMode(m Mode) error {
+	if m < ProvisionNew || m > ProvisionExisting {
+		return optionError("unknown provisioning mode %d", int(m))
+	}
+	return nil
 }
 
 // checkClientID validates a Knot client_id used as the subject CN.
@@ -155,17 +181,28 @@ func importChain(req provider.Requirements, certPEM, chainPEM []byte, path strin
 //
 //   - KV v2 writes with check-and-set: cas=0 for a new secret, so a secret
 //     created concurrently makes it fail with [ErrKeyExists]; otherwise the
-//     version it read, so a concurrent change fails with [ErrConflict].
-//   - A secret that already holds a key is refused with [ErrKeyExists]
-//     unless [WithRotate] (stage the new key in the pending field; the
-//     current certificate keeps serving until [KV.ImportCertificate]) or
-//     [WithForce] (replace key and certificate) is given.
+//     version it read, so a concurrent change fails with [ErrConflict]. A
+//     check-and-set failure is checked by reading the secret again: when it
+//     holds exactly what this call wrote (vault/api retried a write whose
+//     answer was lost), Provision succeeds.
+//   - A secret that already holds a key is refused with [ErrKeyExists] in
+//     [ProvisionNew] mode; [ProvisionRotate] stages the new key in the
+//     pending field (the current certificate keeps serving until
+//     [KV.ImportCertificate]) and [ProvisionForce] replaces key and
+//     certificate. [ProvisionExisting] writes nothing and returns the CSR of
+//     the stored key, like [KV.CSR].
 //   - KV v1 has no check-and-set: Provision checks for an existing key
 //     first, so two concurrent provisioners can both write and the last one
 //     wins. Run provisioning from one place.
 //
 // Other fields of the secret are preserved. Only the CSR is returned.
-func (k *KV) Provision(ctx context.Context, clientID string) ([]byte, error) {
+func (k *KV) Provision(ctx context.Context, clientID string, mode Mode) ([]byte, error) {
+	if err := checkMode(mode); err != nil {
+		return nil, err
+	}
+	if mode == ProvisionExisting {
+		return k.CSR(ctx, clientID)
+	}
 	if err := checkClientID(clientID); err != nil {
 		return nil, err
 	}
@@ -207,21 +244,21 @@ func (k *KV) Provision(ctx context.Context, clientID string) ([]byte, error) {
 		data[f.PrivateKey] = keyPEM
 		delete(data, f.Certificate) // leftovers cannot match a new key
 		delete(data, f.Chain)
-	case k.cfg.rotate && hasPending && !k.cfg.force:
+	case mode == ProvisionRotate && hasPending:
 		return nil, &Error{Op: "provision", Path: path, Field: f.PendingPrivateKey, Err: ErrKeyExists,
-			Detail: "a new key is already staged; get its CSR again with CSR, import its certificate, or pass WithForce to replace it"}
-	case k.cfg.rotate:
+			Detail: "a new key is already staged; get its CSR again (existing), import its certificate, or replace key and certificate (force)"}
+	case mode == ProvisionRotate:
 		data[f.PendingPrivateKey] = keyPEM
-	case k.cfg.force:
+	case mode == ProvisionForce:
 		data[f.PrivateKey] = keyPEM
 		delete(data, f.Certificate)
 		delete(data, f.Chain)
 		delete(data, f.PendingPrivateKey)
 	default:
 		return nil, &Error{Op: "provision", Path: path, Field: f.PrivateKey, Err: ErrKeyExists,
-			Detail: fmt.Sprintf("the secret already holds a private key%s; get its CSR again with CSR, use WithRotate to stage a new key while the current certificate keeps serving, or WithForce to replace it", k.versionNote(s))}
+			Detail: fmt.Sprintf("the secret already holds a private key%s; get its CSR again (existing), rotate to stage a new key while the current certificate keeps serving, or force to replace it", k.versionNote(s))}
 	}
-	if err := k.write(ctx, "provision", data, s); err != nil {
+	if _, err := k.write(ctx, "provision", data, s); err != nil {
 		return nil, err
 	}
 	return csr, nil
@@ -247,8 +284,12 @@ func present(data map[string]any, name string) bool {
 }
 
 // write stores data as the secret's new content; for KV v2 with
-// check-and-set against the version s was read at (0: must not exist).
-func (k *KV) write(ctx context.Context, op string, data map[string]any, s kvSecret) error {
+// check-and-set against the version s was read at (0: must not exist), and
+// returns the version written (0 for KV v1). When the check-and-set fails
+// it reads the secret again: if it holds exactly data, the write did
+// commit (vault/api retried it after its answer was lost, or an identical
+// write won) and write reports success with that version.
+func (k *KV) write(ctx context.Context, op string, data map[string]any, s kvSecret) (int, error) {
 	body := data
 	if k.cfg.kvVersion == 2 {
 		body = map[string]any{"data": data, "options": map[string]any{"cas": s.version}}
@@ -257,13 +298,25 @@ func (k *KV) write(ctx context.Context, op string, data map[string]any, s kvSecr
 	if !s.exists {
 		capability = "create"
 	}
-	_, err := k.v.do(ctx, request{op: op, method: http.MethodPut, path: k.dataPath(), capability: capability, body: body})
+	sec, err := k.v.do(ctx, request{op: op, method: http.MethodPut, path: k.dataPath(), capability: capability, body: body})
 	var e *Error
-	if errors.As(err, &e) && errors.Is(e.Err, ErrConflict) && s.version == 0 {
-		e.Err = ErrKeyExists
-		e.Detail = "the secret was created concurrently (check-and-set cas=0 failed); nothing was written"
+	if errors.As(err, &e) && errors.Is(e.Err, ErrConflict) {
+		if now, rerr := k.read(ctx); rerr == nil && now.data != nil && reflect.DeepEqual(now.data, data) {
+			return now.version, nil
+		}
+		if s.version == 0 {
+			e.Err = ErrKeyExists
+			e.Detail = "the secret was created concurrently (check-and-set cas=0 failed); nothing was written"
+		}
 	}
-	return err
+	if err != nil {
+		return 0, err
+	}
+	v := 0
+	if sec != nil {
+		v, _ = intField(sec.Data, "version")
+	}
+	return v, nil
 }
 
 // CSR returns a CSR for clientID signed by the key stored in the secret:
@@ -311,20 +364,23 @@ func (k *KV) parseKeyField(data map[string]any, name string) (crypto.Signer, err
 // against the key stored in the secret (the pending key first, then the
 // current one), then writes it into the secret. With KV v2 the write uses
 // check-and-set on the version read, so a concurrent change fails with
-// [ErrConflict]. When the pending key matches it becomes the current key.
-// Any failed check returns its precise typed error and writes nothing.
-func (k *KV) ImportCertificate(ctx context.Context, req provider.Requirements, certPEM, chainPEM []byte) error {
+// [ErrConflict] (unless what is stored afterwards is exactly this import).
+// When the pending key matches it becomes the current key. Importing the
+// certificate and chain already stored with the current key writes nothing
+// and reports Unchanged. Any failed check returns its precise typed error
+// and writes nothing.
+func (k *KV) ImportCertificate(ctx context.Context, req provider.Requirements, certPEM, chainPEM []byte) (Imported, error) {
 	path := k.dataPath()
 	chain, err := importChain(req, certPEM, chainPEM, path)
 	if err != nil {
-		return err
+		return Imported{}, err
 	}
 	s, err := k.read(ctx)
 	if err != nil {
-		return err
+		return Imported{}, err
 	}
 	if s.data == nil {
-		return k.missing(ctx, s, path)
+		return Imported{}, k.missing(ctx, s, path)
 	}
 	f := k.cfg.fields
 	matched := ""
@@ -335,7 +391,7 @@ func (k *KV) ImportCertificate(ctx context.Context, req provider.Requirements, c
 		}
 		key, err := k.parseKeyField(s.data, name)
 		if err != nil {
-			return err
+			return Imported{}, err
 		}
 		if err := provider.CheckKeyPair(chain[0], key); err != nil {
 			if mismatch == nil || name == f.PrivateKey {
@@ -348,10 +404,10 @@ func (k *KV) ImportCertificate(ctx context.Context, req provider.Requirements, c
 	}
 	if matched == "" {
 		if mismatch == nil {
-			return &Error{Op: "import", Path: path, Field: f.PrivateKey, Err: ErrMissingField,
+			return Imported{}, &Error{Op: "import", Path: path, Field: f.PrivateKey, Err: ErrMissingField,
 				Detail: "no private key is stored; provision one first"}
 		}
-		return &Error{Op: "import", Path: path, Field: f.PrivateKey, Err: mismatch,
+		return Imported{}, &Error{Op: "import", Path: path, Field: f.PrivateKey, Err: mismatch,
 			Detail: "the certificate belongs to neither the stored key nor a staged one; nothing was written"}
 	}
 	data := maps.Clone(s.data)
@@ -361,11 +417,19 @@ func (k *KV) ImportCertificate(ctx context.Context, req provider.Requirements, c
 	} else {
 		delete(data, f.Chain)
 	}
-	if matched == f.PendingPrivateKey {
+	if matched == f.PrivateKey && reflect.DeepEqual(data, s.data) {
+		return Imported{Unchanged: true, Version: s.version}, nil
+	}
+	promoted := matched == f.PendingPrivateKey
+	if promoted {
 		data[f.PrivateKey] = data[f.PendingPrivateKey]
 		delete(data, f.PendingPrivateKey)
 	}
-	return k.write(ctx, "import", data, s)
+	v, err := k.write(ctx, "import", data, s)
+	if err != nil {
+		return Imported{}, err
+	}
+	return Imported{Version: v, Promoted: promoted}, nil
 }
 
 // --- Transit ---
@@ -373,13 +437,22 @@ func (k *KV) ImportCertificate(ctx context.Context, req provider.Requirements, c
 // Provision creates the Transit key (type rsa-2048, exportable=false,
 // allow_plaintext_backup=false) and returns a CSR for clientID that Vault
 // signs with it (POST <mount>/keys/<key>/csr; Vault 1.15+). An existing key
-// is refused with [ErrKeyExists] unless [WithRotate] or [WithForce] is given,
-// which add a key version and return that version's CSR; the source keeps
-// presenting the older version until the new one's certificate is imported.
+// is refused with [ErrKeyExists] in [ProvisionNew] mode; [ProvisionRotate]
+// and [ProvisionForce] add exactly one key version (a rotate whose answer
+// was lost is checked, never sent twice) and return that version's CSR; the
+// source keeps presenting the older version until the new one's certificate
+// is imported. [ProvisionExisting] writes nothing and returns the CSR of the
+// pinned or latest version, like [Transit.CSR].
 // An existing key that is not rsa-2048, or that could be exported, is always
 // refused. Creating a key is not atomic in Vault: two concurrent
 // provisioners of the same new key both succeed on the same key.
-func (t *Transit) Provision(ctx context.Context, clientID string) ([]byte, error) {
+func (t *Transit) Provision(ctx context.Context, clientID string, mode Mode) ([]byte, error) {
+	if err := checkMode(mode); err != nil {
+		return nil, err
+	}
+	if mode == ProvisionExisting {
+		return t.CSR(ctx, clientID)
+	}
 	if err := checkClientID(clientID); err != nil {
 		return nil, err
 	}
@@ -398,11 +471,11 @@ func (t *Transit) Provision(ctx context.Context, clientID string) ([]byte, error
 		if err := checkProvisionedKey(k, path); err != nil {
 			return nil, err
 		}
-		if !t.cfg.force && !t.cfg.rotate {
+		if mode == ProvisionNew {
 			return nil, &Error{Op: "provision", Path: path, Err: ErrKeyExists,
-				Detail: fmt.Sprintf("the key exists (latest version %d); get its CSR again with CSR, or pass WithRotate to add a new key version", k.latest)}
+				Detail: fmt.Sprintf("the key exists (latest version %d); get its CSR again (existing), or rotate to add a new key version", k.latest)}
 		}
-		if _, err := t.v.do(ctx, request{op: "rotate key", method: http.MethodPut, path: joinPath(path, "rotate"), capability: "update"}); err != nil {
+		if err := t.rotate(ctx, k.latest); err != nil {
 			return nil, err
 		}
 	}
@@ -414,6 +487,34 @@ func (t *Transit) Provision(ctx context.Context, clientID string) ([]byte, error
 		return nil, err
 	}
 	return t.csr(ctx, k, k.latest, clientID)
+}
+
+// rotate adds exactly one key version after before. The rotate request is
+// sent without vault/api's retries (a retried rotate whose first answer was
+// lost would add two versions); when it fails without an answer the key is
+// read again: one more version means the rotation committed, none means it
+// did not and it is sent again (at most three times).
+func (t *Transit) rotate(ctx context.Context, before int) error {
+	path := t.keyPath()
+	var err error
+	for range 3 {
+		_, err = t.v.do(ctx, request{op: "rotate key", method: http.MethodPut, path: joinPath(path, "rotate"),
+			capability: "update", noRetry: true})
+		if err == nil || !errors.Is(err, ErrUnavailable) {
+			return err
+		}
+		k, rerr := t.readKey(ctx)
+		switch {
+		case rerr != nil:
+			return err
+		case k.latest == before+1:
+			return nil // committed; only the answer was lost
+		case k.latest != before:
+			return &Error{Op: "rotate key", Path: path, Err: ErrConflict,
+				Detail: fmt.Sprintf("the key went from version %d to %d while rotating; someone else rotated it too", before, k.latest)}
+		}
+	}
+	return err
 }
 
 // checkProvisionedKey refuses keys that do not meet Knot's rules or could
@@ -499,36 +600,27 @@ func templateCSR(clientID string) ([]byte, error) {
 // first, optionally with its chain; chainPEM may add more) against req
 // (ClientID is required) and against the public key of the pinned key
 // version or, unpinned, of whichever version it belongs to, then stores it
-// on that version with set-certificate. Any failed check returns its precise
-// typed error and writes nothing. Use [Transit.ImportCertificateVersion] to
-// learn which key version the certificate was stored on.
-func (t *Transit) ImportCertificate(ctx context.Context, req provider.Requirements, certPEM, chainPEM []byte) error {
-	_, err := t.ImportCertificateVersion(ctx, req, certPEM, chainPEM)
-	return err
-}
-
-// ImportCertificateVersion is [Transit.ImportCertificate] that also returns
-// the key version the certificate was stored on: the pinned one
-// ([WithKeyVersion]) or the version whose public key the certificate
-// carries, which may be older than the latest version. On error it returns
-// 0 and writes nothing.
-func (t *Transit) ImportCertificateVersion(ctx context.Context, req provider.Requirements, certPEM, chainPEM []byte) (int, error) {
+// on that version with set-certificate. Imported.KeyVersion is that
+// version, which may be older than the latest. A chain already stored on
+// that version writes nothing and reports Unchanged. Any failed check
+// returns its precise typed error and writes nothing.
+func (t *Transit) ImportCertificate(ctx context.Context, req provider.Requirements, certPEM, chainPEM []byte) (Imported, error) {
 	path := t.keyPath()
 	chain, err := importChain(req, certPEM, chainPEM, path)
 	if err != nil {
-		return 0, err
+		return Imported{}, err
 	}
 	k, err := t.readKey(ctx)
 	if err != nil {
-		return 0, err
+		return Imported{}, err
 	}
 	if !signingKeyType(k.typ) {
-		return 0, &Error{Op: "import", Path: path, Err: ErrUnsupportedKeyType, Detail: fmt.Sprintf("key type %q cannot sign", k.typ)}
+		return Imported{}, &Error{Op: "import", Path: path, Err: ErrUnsupportedKeyType, Detail: fmt.Sprintf("key type %q cannot sign", k.typ)}
 	}
 	candidates := make([]int, 0, len(k.versions))
 	if t.cfg.keyVersion > 0 {
 		if _, ok := k.versions[t.cfg.keyVersion]; !ok {
-			return 0, &Error{Op: "import", Path: path, Err: ErrKeyNotFound, Detail: fmt.Sprintf("key version %d is not available", t.cfg.keyVersion)}
+			return Imported{}, &Error{Op: "import", Path: path, Err: ErrKeyNotFound, Detail: fmt.Sprintf("key version %d is not available", t.cfg.keyVersion)}
 		}
 		candidates = append(candidates, t.cfg.keyVersion)
 	} else {
@@ -557,14 +649,18 @@ func (t *Transit) ImportCertificateVersion(ctx context.Context, req provider.Req
 		if mismatch == nil {
 			mismatch = &provider.CheckError{Err: provider.ErrKeyMismatch, Detail: "no key version has a readable public key"}
 		}
-		return 0, &Error{Op: "import", Path: path, Err: mismatch,
+		return Imported{}, &Error{Op: "import", Path: path, Err: mismatch,
 			Detail: "the certificate's key is not a version of this Transit key; nothing was written"}
+	}
+	chainText := string(provider.EncodeCertificates(chain))
+	if strings.TrimSpace(k.versions[version].chain) == strings.TrimSpace(chainText) {
+		return Imported{Unchanged: true, KeyVersion: version}, nil
 	}
 	_, err = t.v.do(ctx, request{op: "set certificate", method: http.MethodPut, path: joinPath(path, "set-certificate"),
 		capability: "update", notFound: ErrKeyNotFound,
-		body: map[string]any{"certificate_chain": string(provider.EncodeCertificates(chain)), "version": version}})
+		body: map[string]any{"certificate_chain": chainText, "version": version}})
 	if err != nil {
-		return 0, err
+		return Imported{}, err
 	}
-	return version, nil
+	return Imported{KeyVersion: version}, nil
 }

@@ -65,8 +65,10 @@ func TestSourcesImplementProviderInterfaces(t *testing.T) {
 
 func TestProvisionRejectsBadClientIDBeforeIO(t *testing.T) {
 	c := newClient(t)
-	_, err := vaultsource.ProvisionKV(t.Context(), c, "secret", "knot", "")
+	_, err := vaultsource.ProvisionKV(t.Context(), c, "secret", "knot", "", vaultsource.ProvisionNew)
 	assert.ErrorIs(t, err, vaultsource.ErrInvalidArgument)
-	_, err = vaultsource.ProvisionTransit(t.Context(), c, "transit", "knot", "two words")
+	_, err = vaultsource.ProvisionTransit(t.Context(), c, "transit", "knot", "two words", vaultsource.ProvisionRotate)
 	assert.ErrorIs(t, err, vaultsource.ErrInvalidArgument)
+	_, err = vaultsource.ProvisionKV(t.Context(), c, "secret", "knot", "id", vaultsource.Mode(42))
+	assert.ErrorIs(t, err, vaultsource.ErrInvalidArgument, "an unknown mode is refused before I/O")
 }

@@ -10,12 +10,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -48,7 +50,8 @@ type Transit struct {
 	v     vault
 	mount string
 	key   string
-	cfg   config
+	cfg   transitConfig
+	errs  *signErrors // recent signature failures, for knotclient
 }
 
 var (
@@ -58,7 +61,7 @@ var (
 
 // NewTransit returns a source for the Transit key keyName in the engine
 // mounted at mount (for example "transit" and "knot"). It does no I/O.
-func NewTransit(client *api.Client, mount, keyName string, opts ...Option) (*Transit, error) {
+func NewTransit(client *api.Client, mount, keyName string, opts ...TransitOption) (*Transit, error) {
 	if err := checkClient(client); err != nil {
 		return nil, err
 	}
@@ -73,11 +76,11 @@ func NewTransit(client *api.Client, mount, keyName string, opts ...Option) (*Tra
 	if strings.Contains(k, "/") {
 		return nil, optionError("transit key name %q must not contain '/'", k)
 	}
-	cfg, err := newConfig(opts)
+	cfg, err := newTransitConfig(opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Transit{v: vault{client: client, relogin: cfg.relogin}, mount: m, key: k, cfg: cfg}, nil
+	return &Transit{v: vault{client: client, auth: cfg.auth}, mount: m, key: k, cfg: cfg, errs: &signErrors{}}, nil
 }
 
 // String names the key, e.g. "vault transit transit/keys/knot".
@@ -233,7 +236,8 @@ func (t *Transit) Version(ctx context.Context) (string, error) {
 }
 
 func (t *Transit) signer(version int, pub crypto.PublicKey) *transitSigner {
-	return &transitSigner{v: t.v, path: joinPath(t.mount, "sign", t.key), key: t.key, version: version, pub: pub, timeout: t.cfg.signTimeout}
+	return &transitSigner{v: t.v, path: joinPath(t.mount, "sign", t.key), key: t.key, version: version, pub: pub,
+		timeout: t.cfg.signTimeout, errs: t.errs}
 }
 
 // parsePublicKey parses Transit's public_key PEM (PKIX, or PKCS#1 for RSA).
@@ -258,6 +262,7 @@ type transitSigner struct {
 	version int
 	pub     crypto.PublicKey
 	timeout time.Duration
+	errs    *signErrors
 }
 
 // Public returns the key version's public key.
@@ -270,7 +275,28 @@ func (s *transitSigner) String() string {
 
 // Sign signs a digest with the pinned key version through Vault, bounded by
 // the sign timeout, and verifies the signature locally before returning it.
+// Errors are [*Error] values; crypto/tls keeps only their text, so each is
+// also recorded for [transitSigner.SignError].
 func (s *transitSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := s.sign(digest, opts)
+	if err != nil && s.errs != nil {
+		s.errs.add(err)
+	}
+	return sig, err
+}
+
+// SignError returns the typed error of a recent failed signature whose
+// text is text (what crypto/tls put after "tls: failed to sign handshake:
+// "), or nil. knotclient calls it to give a failed handshake back its
+// error class (errors.Is with [ErrUnavailable], [ErrPermissionDenied]).
+func (s *transitSigner) SignError(text string) error {
+	if s.errs == nil {
+		return nil
+	}
+	return s.errs.find(text)
+}
+
+func (s *transitSigner) sign(digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	p, err := signParams(s.pub, digest, opts)
 	if err != nil {
 		return nil, &Error{Op: "sign", Path: s.path, Err: ErrUnsupportedSignature, Detail: err.Error()}
@@ -294,6 +320,13 @@ func (s *transitSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts)
 	defer cancel()
 	sec, err := s.v.do(ctx, request{op: "sign", method: http.MethodPut, path: s.path, capability: "update", body: body, notFound: ErrKeyNotFound})
 	if err != nil {
+		var e *Error
+		if ctx.Err() != nil && errors.As(err, &e) {
+			// Whatever the last attempt saw, the signature ran out of time:
+			// Vault is not answering (frozen, partitioned, overloaded).
+			e.Err = ErrUnavailable
+			e.Detail = fmt.Sprintf("no signature from Vault within the %s sign timeout", s.timeout)
+		}
 		return nil, err
 	}
 	var sigText string
@@ -423,4 +456,41 @@ func verifySignature(pub crypto.PublicKey, digest, sig []byte, opts crypto.Signe
 	default:
 		return fmt.Errorf("cannot verify signatures of key type %T", pub)
 	}
+}
+
+// signErrors keeps the last few signature failures of a Transit source so
+// that a TLS handshake's flattened error can be matched back to its typed
+// error. Entries older than signErrorTTL are ignored.
+type signErrors struct {
+	mu   sync.Mutex
+	ring [8]signErrorEntry
+	next int
+}
+
+type signErrorEntry struct {
+	err error
+	at  time.Time
+}
+
+const signErrorTTL = time.Minute
+
+func (r *signErrors) add(err error) {
+	r.mu.Lock()
+	r.ring[r.next] = signErrorEntry{err: err, at: time.Now()}
+	r.next = (r.next + 1) % len(r.ring)
+	r.mu.Unlock()
+}
+
+// find returns the most recent error whose text is text.
+func (r *signErrors) find(text string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	for i := 1; i <= len(r.ring); i++ {
+		e := r.ring[(r.next-i+len(r.ring))%len(r.ring)]
+		if e.err != nil && now.Sub(e.at) < signErrorTTL && e.err.Error() == text {
+			return e.err
+		}
+	}
+	return nil
 }

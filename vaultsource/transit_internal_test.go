@@ -278,7 +278,7 @@ func TestTransitSignerPublic(t *testing.T) {
 	ca := pkitest.NewCA("knot test ca")
 	k := pkitest.CachedRSAKey(2048, 0)
 	leaf := ca.Issue(pkitest.Leaf{CN: "c", Key: k})
-	src := &Transit{mount: "transit", key: "knot", cfg: config{signTimeout: DefaultSignTimeout}}
+	src := &Transit{mount: "transit", key: "knot", cfg: transitConfig{signTimeout: DefaultSignTimeout}}
 	s := src.signer(4, &k.PublicKey)
 	require.NoError(t, provider.CheckKeyPair(leaf, s))
 	assert.Equal(t, "transit signer transit/sign/knot v4", s.String())

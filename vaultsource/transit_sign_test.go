@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -18,12 +19,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/knotmtls/knotmtls/internal/pkitest"
+	"github.com/knotmtls/knotmtls/vaultauth"
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
@@ -46,6 +49,9 @@ type fakeTransit struct {
 	versions map[int]fakeTransitVersion
 	// forbid is how many sign requests are answered 403 before signing.
 	forbid atomic.Int32
+	// hang makes sign requests wait for the client to give up (a frozen
+	// Vault: the connection stays open, nothing comes back).
+	hang atomic.Bool
 
 	mu sync.Mutex
 	// signWith, if set, signs instead of the requested version's key (a
@@ -133,6 +139,10 @@ func (f *fakeTransit) sign(t *testing.T, w http.ResponseWriter, r *http.Request)
 	f.signs = append(f.signs, body)
 	signWith, maxSalt, answerVersion, onForbid := f.signWith, f.maxSalt, f.answerVersion, f.onForbid
 	f.mu.Unlock()
+	if f.hang.Load() {
+		<-r.Context().Done()
+		return
+	}
 	if f.forbid.Add(-1) >= 0 {
 		if onForbid != nil {
 			onForbid()
@@ -252,7 +262,7 @@ func TestTransitSignRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeTransit(tt.keys...)
-			var opts []vaultsource.Option
+			var opts []vaultsource.TransitOption
 			if tt.pin > 0 {
 				opts = append(opts, vaultsource.WithKeyVersion(tt.pin))
 			}
@@ -344,45 +354,53 @@ func TestTransitSignatureVerifiedLocally(t *testing.T) {
 	}
 }
 
-// countingRelogger counts re-logins and fails them when err is set.
-type countingRelogger struct {
-	calls atomic.Int32
-	err   error
+// countingAuth counts HandleDenied calls and answers them with err.
+type countingAuth struct {
+	calls      atomic.Int32
+	err        error
+	path, capa atomic.Value
 }
 
-func (r *countingRelogger) Relogin(context.Context) error {
+func (r *countingAuth) HandleDenied(_ context.Context, path, capability string, _ bool) error {
 	r.calls.Add(1)
+	r.path.Store(path)
+	r.capa.Store(capability)
 	return r.err
 }
 
 // TestTransitSignReloginOnce proves the 403 handling on the signing path:
-// one re-login and one retry; a 403 that survives the re-login, or a failed
-// re-login, is ErrPermissionDenied after exactly one re-login, naming the
-// capability the token lacks. When another caller's re-login replaced the
-// token meanwhile, the retry uses that token without a login of its own.
+// the Auth is asked once, naming path and capability; a nil answer means one
+// retry; a 403 that survives it, or an error answer (re-login failed, or
+// the token is valid and the policy denies), is ErrPermissionDenied after
+// exactly one question, naming the capability the token lacks. When another
+// caller's re-login replaced the token meanwhile, the retry uses that token
+// without asking.
 func TestTransitSignReloginOnce(t *testing.T) {
 	loginErr := errors.New("approle: invalid secret id")
 	tests := []struct {
 		name       string
 		forbid     int32
-		loginErr   error
+		authErr    error
 		concurrent bool // another caller's re-login sets a new token meanwhile
 		wantErr    error
-		wantLogins int32
+		wantAsks   int32
 		wantSigns  int
+		detail     string
 	}{
-		{"revoked token replaced", 1, nil, false, nil, 1, 2},
-		{"403 after the re-login", 5, nil, false, vaultsource.ErrPermissionDenied, 1, 2},
-		{"re-login fails", 5, loginErr, false, vaultsource.ErrPermissionDenied, 1, 1},
-		{"token replaced by a concurrent re-login", 1, nil, true, nil, 0, 2},
-		{"403 with the concurrently set token", 5, nil, true, vaultsource.ErrPermissionDenied, 0, 2},
+		{"revoked token replaced", 1, nil, false, nil, 1, 2, ""},
+		{"403 after the re-login", 5, nil, false, vaultsource.ErrPermissionDenied, 1, 2, "capability"},
+		{"re-login fails", 5, loginErr, false, vaultsource.ErrInvalidToken, 1, 1, "re-login failed"},
+		{"valid token, policy denies", 5, fmt.Errorf("x: %w", vaultauth.ErrPermissionDenied), false,
+			vaultsource.ErrPermissionDenied, 1, 1, `the token is valid (lookup-self) but its policy lacks the "update" capability on transit/sign/knot`},
+		{"token replaced by a concurrent re-login", 1, nil, true, nil, 0, 2, ""},
+		{"403 with the concurrently set token", 5, nil, true, vaultsource.ErrPermissionDenied, 0, 2, "capability"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeTransit(pkitest.CachedRSAKey(2048, 0))
-			rl := &countingRelogger{err: tt.loginErr}
+			rl := &countingAuth{err: tt.authErr}
 			client := f.serve(t)
-			src, err := vaultsource.NewTransit(client, "transit", "knot", vaultsource.WithRelogin(rl))
+			src, err := vaultsource.NewTransit(client, "transit", "knot", vaultsource.WithAuth(rl))
 			require.NoError(t, err)
 			b, err := src.Fetch(t.Context())
 			require.NoError(t, err)
@@ -392,22 +410,60 @@ func TestTransitSignReloginOnce(t *testing.T) {
 			}
 
 			_, err = b.Key.Sign(rand.Reader, hashOf(crypto.SHA256, "transcript"), crypto.SHA256)
-			assert.Equal(t, tt.wantLogins, rl.calls.Load(), "re-logins")
+			assert.Equal(t, tt.wantAsks, rl.calls.Load(), "questions to the Auth")
 			assert.Equal(t, tt.wantSigns, f.signCount(), "sign requests: the first and at most one retry")
+			if tt.wantAsks > 0 {
+				assert.Equal(t, "transit/sign/knot", rl.path.Load())
+				assert.Equal(t, "update", rl.capa.Load())
+			}
 			if tt.wantErr == nil {
 				require.NoError(t, err)
 				return
 			}
 			require.ErrorIs(t, err, tt.wantErr)
+			require.ErrorIs(t, err, vaultsource.ErrPermissionDenied)
 			var ve *vaultsource.Error
 			require.ErrorAs(t, err, &ve)
 			assert.Equal(t, "update", ve.Capability)
-			if tt.loginErr != nil {
-				assert.ErrorIs(t, err, tt.loginErr, "the re-login's failure is kept")
-				assert.Contains(t, err.Error(), "re-login failed")
+			assert.False(t, ve.Temporary(), "a permission problem is never temporary")
+			if tt.authErr != nil {
+				assert.ErrorIs(t, err, tt.authErr, "the Auth's answer is kept")
 			}
+			assert.Contains(t, err.Error(), tt.detail)
 			assert.NotContains(t, err.Error(), "fake-token")
 			assert.False(t, strings.Contains(err.Error(), "\n"), "one line")
 		})
 	}
+}
+
+// TestTransitSignFailsFastWhenVaultFreezes: with Vault frozen, a signature
+// fails within the sign timeout (not the Vault client's 60 s) with a
+// temporary ErrUnavailable, and the signer hands the typed error back for
+// the text crypto/tls keeps of it.
+func TestTransitSignFailsFastWhenVaultFreezes(t *testing.T) {
+	f := newFakeTransit(pkitest.CachedRSAKey(2048, 0))
+	client := f.serve(t)
+	require.Equal(t, 60*time.Second, client.ClientTimeout(), "the client's own timeout is long")
+	const timeout = 300 * time.Millisecond
+	src, err := vaultsource.NewTransit(client, "transit", "knot", vaultsource.WithSignTimeout(timeout))
+	require.NoError(t, err)
+	b, err := src.Fetch(t.Context())
+	require.NoError(t, err)
+	f.hang.Store(true)
+
+	start := time.Now()
+	_, err = b.Key.Sign(rand.Reader, hashOf(crypto.SHA256, "transcript"), crypto.SHA256)
+	elapsed := time.Since(start)
+	require.ErrorIs(t, err, vaultsource.ErrUnavailable)
+	assert.GreaterOrEqual(t, elapsed, timeout)
+	assert.Less(t, elapsed, timeout+2*time.Second, "bounded by the sign timeout")
+	assert.Contains(t, err.Error(), "no signature from Vault within the 300ms sign timeout")
+	var ve *vaultsource.Error
+	require.ErrorAs(t, err, &ve)
+	assert.True(t, ve.Temporary())
+
+	rec, ok := b.Key.(interface{ SignError(string) error })
+	require.True(t, ok, "the signer records its errors for knotclient")
+	assert.Same(t, err, rec.SignError(err.Error()), "the flattened text maps back to the typed error")
+	assert.Nil(t, rec.SignError("some other text"))
 }

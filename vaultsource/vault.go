@@ -9,15 +9,17 @@ import (
 	"strings"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/knotmtls/knotmtls/internal/vaultresp"
 )
 
 // vault performs requests through a caller-configured *api.Client and turns
-// Vault's answers into *Error values. It retries a 403 once: after a
-// re-login, or at once when another caller's re-login already replaced the
-// token the request was sent with.
+// Vault's answers into *Error values. On a 403 it retries once: at once when
+// another caller's re-login already replaced the token the request was sent
+// with, or when auth.HandleDenied says so.
 type vault struct {
-	client  *api.Client
-	relogin Relogger
+	client *api.Client
+	auth   Auth
 }
 
 // request is one Vault API call.
@@ -29,6 +31,7 @@ type request struct {
 	body       map[string]any // JSON body for PUT
 	notFound   error          // sentinel for a 404 (default ErrSecretNotFound)
 	noRelogin  bool           // a 403 is expected and final (diagnostic probes)
+	noRetry    bool           // no vault/api retries (a write that must not repeat)
 }
 
 // do performs r. On a Vault error status it returns an *Error; for a 404
@@ -37,7 +40,7 @@ type request struct {
 func (v *vault) do(ctx context.Context, r request) (*api.Secret, error) {
 	token := v.client.Token()
 	sec, status, err := v.once(ctx, r)
-	if status != http.StatusForbidden || v.relogin == nil || r.noRelogin {
+	if status != http.StatusForbidden || v.auth == nil || r.noRelogin {
 		return sec, err
 	}
 	// A token set while this request was under way (a concurrent caller's
@@ -47,11 +50,21 @@ func (v *vault) do(ctx context.Context, r request) (*api.Secret, error) {
 		sec, _, err = v.once(ctx, r)
 		return sec, err
 	}
-	if rerr := v.relogin.Relogin(ctx); rerr != nil {
+	if herr := v.auth.HandleDenied(ctx, r.path, r.capability, errors.Is(err, ErrInvalidToken)); herr != nil {
+		if v.client.Token() != token { // a login finished meanwhile
+			sec, _, err = v.once(ctx, r)
+			return sec, err
+		}
 		var e *Error
 		if errors.As(err, &e) {
-			e.Detail += "; re-login failed"
-			e.Cause = errors.Join(e.Cause, fmt.Errorf("vaultsource: re-login: %w", rerr))
+			switch {
+			case errors.Is(herr, vaultresp.ErrTokenValid):
+				e.Detail = fmt.Sprintf("the token is valid (lookup-self) but its policy lacks the %q capability on %s; a new login would not help", r.capability, r.path)
+			default:
+				e.Err = ErrInvalidToken
+				e.Detail += "; re-login failed"
+			}
+			e.Cause = errors.Join(e.Cause, fmt.Errorf("vaultsource: auth: %w", herr))
 		}
 		return sec, err
 	}
@@ -69,16 +82,26 @@ func (v *vault) once(ctx context.Context, r request) (*api.Secret, int, error) {
 		resp *api.Response
 		err  error
 	)
+	client := v.client
+	if r.noRetry {
+		c, cerr := v.client.Clone()
+		if cerr != nil {
+			return nil, 0, &Error{Op: r.op, Path: r.path, Err: ErrInvalidArgument, Cause: cerr}
+		}
+		c.SetToken(v.client.Token())
+		c.SetMaxRetries(0)
+		client = c
+	}
 	switch r.method {
 	case http.MethodGet:
-		resp, err = v.client.Logical().ReadRawWithContext(ctx, r.path)
+		resp, err = client.Logical().ReadRawWithContext(ctx, r.path)
 	default:
 		var body []byte
 		body, err = json.Marshal(r.body)
 		if err != nil {
 			return nil, 0, &Error{Op: r.op, Path: r.path, Err: ErrInvalidArgument, Detail: "request body cannot be encoded"}
 		}
-		resp, err = v.client.Logical().WriteRawWithContext(ctx, r.path, body)
+		resp, err = client.Logical().WriteRawWithContext(ctx, r.path, body)
 		clear(body) // it may hold a private key
 	}
 	if resp != nil {
@@ -86,7 +109,11 @@ func (v *vault) once(ctx context.Context, r request) (*api.Secret, int, error) {
 	}
 	if err != nil {
 		if resp == nil {
-			return nil, 0, &Error{Op: r.op, Path: r.path, Err: ErrUnavailable, Cause: err}
+			e := &Error{Op: r.op, Path: r.path, Err: ErrUnavailable, Cause: err}
+			if errors.Is(err, context.DeadlineExceeded) {
+				e.Detail = "no answer from Vault in time"
+			}
+			return nil, 0, e
 		}
 		var msgs []string
 		var re *api.ResponseError
@@ -104,13 +131,18 @@ func (v *vault) once(ctx context.Context, r request) (*api.Secret, int, error) {
 	return sec, resp.StatusCode, nil
 }
 
-// classify maps a Vault error status to a sentinel.
+// classify maps a Vault error status to a sentinel (the classes of
+// internal/vaultresp, shared with vaultauth, plus the KV and Transit
+// specifics).
 func classify(r request, status int, msgs []string, cause error) *Error {
 	e := &Error{Op: r.op, Path: r.path, Status: status, Cause: cause}
 	joined := strings.ToLower(strings.Join(msgs, "; "))
-	switch {
-	case status == http.StatusForbidden:
+	switch class := vaultresp.Classify(status, msgs); {
+	case class == vaultresp.PermissionDenied || class == vaultresp.InvalidToken:
 		e.Err = ErrPermissionDenied
+		if class == vaultresp.InvalidToken {
+			e.Err = ErrInvalidToken
+		}
 		e.Capability = r.capability
 		if r.capability != "" {
 			e.Detail = fmt.Sprintf("the token needs the %q capability on %s", r.capability, r.path)
@@ -118,7 +150,7 @@ func classify(r request, status int, msgs []string, cause error) *Error {
 	case status == http.StatusNotFound && strings.Contains(joined, "no handler for route"):
 		e.Err = ErrMountNotFound
 		e.Detail = "no secrets engine is mounted there"
-	case status == http.StatusNotFound:
+	case class == vaultresp.NotFound:
 		e.Err = r.notFound
 		if e.Err == nil {
 			e.Err = ErrSecretNotFound
@@ -126,7 +158,11 @@ func classify(r request, status int, msgs []string, cause error) *Error {
 	case status == http.StatusBadRequest && strings.Contains(joined, "check-and-set parameter did not match"):
 		e.Err = ErrConflict
 		e.Detail = "the secret's current version is not the one this write was based on; nothing was written"
-	case status == http.StatusTooManyRequests || status == http.StatusPreconditionFailed || status >= 500:
+	case class == vaultresp.Sealed:
+		e.Err = ErrSealed
+	case class == vaultresp.RateLimited:
+		e.Err = ErrRateLimited
+	case class == vaultresp.Unavailable:
 		e.Err = ErrUnavailable
 	default:
 		e.Err = ErrRejected

@@ -105,14 +105,14 @@ func runCSR(ctx context.Context, e *env, f *csrFlags) error {
 		return err
 	}
 	defer conn.Close()
-	opts := conn.sourceOptions()
-	if f.force {
-		opts = append(opts, vaultsource.WithForce())
+	mode := vaultsource.ProvisionNew
+	switch {
+	case f.rotate:
+		mode = vaultsource.ProvisionRotate
+	case f.force:
+		mode = vaultsource.ProvisionForce
 	}
-	if f.rotate {
-		opts = append(opts, vaultsource.WithRotate())
-	}
-	st, err := f.target.open(conn.client, opts...)
+	st, err := f.target.open(conn.client, conn.sourceOptions()...)
 	if err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func runCSR(ctx context.Context, e *env, f *csrFlags) error {
 		// Once begun, the store is finished: an interrupt now would leave
 		// nobody knowing whether Vault holds a new key.
 		wctx, cancel := e.uninterruptible(ctx, "storing the key in Vault")
-		csrPEM, err = st.Provision(wctx, f.clientID)
+		csrPEM, err = st.Provision(wctx, f.clientID, mode)
 		if err == nil && !f.transit {
 			// Informational: the version the key was written at. A token
 			// without metadata access still gets its CSR.

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/knotmtls/knotmtls/provider"
+	"github.com/knotmtls/knotmtls/vaultauth"
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
@@ -229,7 +230,7 @@ func loginHint(lf *loginFailure) string {
 		}
 	case isNetworkError(lf.err):
 		return fmt.Sprintf("cannot reach Vault at %s: check VAULT_ADDR (or --vault-addr), the network and VAULT_CACERT for its TLS certificate", lf.addr)
-	case errors.Is(lf.err, vaultsource.ErrEmptyToken):
+	case errors.Is(lf.err, vaultauth.ErrEmptyToken):
 		return "the token is empty: check VAULT_TOKEN or the --token-file contents"
 	}
 	return "check the --auth flags and the credential files they name"

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/knotmtls/knotmtls/provider"
-	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
 // importUntouched is what an interrupted import that stopped early left alone.
@@ -109,7 +108,7 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 	if e.interrupted() {
 		return interruptedf("%s", importUntouched)
 	}
-	loc, err := f.store(ctx, e, st, req, certPEM, chainPEM)
+	loc, unchanged, err := f.store(ctx, e, st, req, certPEM, chainPEM)
 	if e.interrupted() {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return interruptedf("storing the certificate did not finish within --timeout: whether Vault holds it is unknown; run \"knotmtls status\" to see")
@@ -129,7 +128,11 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 		info = describeCertificate(leaf[0], e.now())
 	}
 	w := e.stdout
-	fmt.Fprintf(w, "imported certificate serial %s for client_id %s (Knot %s environment)\n", info.Serial, f.clientID, f.env)
+	if unchanged {
+		fmt.Fprintf(w, "certificate serial %s for client_id %s (Knot %s environment) is already stored: nothing was written\n", info.Serial, f.clientID, f.env)
+	} else {
+		fmt.Fprintf(w, "imported certificate serial %s for client_id %s (Knot %s environment)\n", info.Serial, f.clientID, f.env)
+	}
 	fmt.Fprintf(w, "  subject:    %s\n", info.Subject)
 	fmt.Fprintf(w, "  issuer:     %s\n", info.Issuer)
 	fmt.Fprintf(w, "  valid:      %s to %s (%d days left)\n", info.NotBefore.Format(time.RFC3339), info.NotAfter.Format(time.RFC3339), info.DaysLeft)
@@ -143,29 +146,27 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 	return nil
 }
 
-// store imports the certificate and returns where it is stored. Once
-// begun, the write is finished even on Ctrl-C (see env.uninterruptible).
-func (f *importFlags) store(ctx context.Context, e *env, st store, req provider.Requirements, certPEM, chainPEM []byte) (StoreLocation, error) {
+// store imports the certificate and returns where it is stored, and whether
+// it was stored already (then nothing was written). Once begun, the write is
+// finished even on Ctrl-C (see env.uninterruptible).
+func (f *importFlags) store(ctx context.Context, e *env, st store, req provider.Requirements, certPEM, chainPEM []byte) (StoreLocation, bool, error) {
 	ctx, cancel := e.uninterruptible(ctx, "storing the certificate in Vault")
 	defer cancel()
 	loc := f.target.location()
-	if tr, ok := st.(*vaultsource.Transit); ok {
+	imported, err := st.ImportCertificate(ctx, req, certPEM, chainPEM)
+	if err != nil {
+		return loc, false, err
+	}
+	if f.transit {
 		// Report the key version the certificate was stored on: it may be
 		// older than the one a source presents.
-		keyVersion, err := tr.ImportCertificateVersion(ctx, req, certPEM, chainPEM)
-		if err != nil {
-			return loc, err
-		}
-		loc.KeyVersion = keyVersion
-		return loc, nil
-	}
-	if err := st.ImportCertificate(ctx, req, certPEM, chainPEM); err != nil {
-		return loc, err
+		loc.KeyVersion = imported.KeyVersion
+		return loc, imported.Unchanged, nil
 	}
 	if v, err := st.Version(ctx); err == nil {
 		loc = loc.withVersion(v)
 	}
-	return loc, nil
+	return loc, imported.Unchanged, nil
 }
 
 // readInput reads a PEM input from a file, or from stdin for "-". A read

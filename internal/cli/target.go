@@ -103,21 +103,28 @@ func (t *target) requirements() provider.Requirements {
 type store interface {
 	provider.CertificateSource
 	provider.Versioner
-	Provision(ctx context.Context, clientID string) ([]byte, error)
+	Provision(ctx context.Context, clientID string, mode vaultsource.Mode) ([]byte, error)
 	CSR(ctx context.Context, clientID string) ([]byte, error)
-	ImportCertificate(ctx context.Context, req provider.Requirements, certPEM, chainPEM []byte) error
+	ImportCertificate(ctx context.Context, req provider.Requirements, certPEM, chainPEM []byte) (vaultsource.Imported, error)
 }
 
 // open returns the KV or Transit store of t with opts.
 func (t *target) open(client *api.Client, opts ...vaultsource.Option) (store, error) {
 	if t.transit {
+		var topts []vaultsource.TransitOption
 		if t.keyVersion > 0 {
-			opts = append(opts, vaultsource.WithKeyVersion(t.keyVersion))
+			topts = append(topts, vaultsource.WithKeyVersion(t.keyVersion))
 		}
-		return vaultsource.NewTransit(client, t.transitMount, t.transitKey, opts...)
+		for _, o := range opts {
+			topts = append(topts, o)
+		}
+		return vaultsource.NewTransit(client, t.transitMount, t.transitKey, topts...)
 	}
-	opts = append(opts, vaultsource.WithKVVersion(t.kvVersion))
-	return vaultsource.NewKV(client, t.kvMount, t.kvPath, opts...)
+	kopts := []vaultsource.KVOption{vaultsource.WithKVVersion(t.kvVersion)}
+	for _, o := range opts {
+		kopts = append(kopts, o)
+	}
+	return vaultsource.NewKV(client, t.kvMount, t.kvPath, kopts...)
 }
 
 // location describes where t keeps the identity, without a version.

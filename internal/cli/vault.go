@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/api/auth/approle"
 	"github.com/hashicorp/vault/api/auth/kubernetes"
 
+	"github.com/knotmtls/knotmtls/vaultauth"
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
@@ -59,7 +60,7 @@ func (v *vaultFlags) register(fs *flag.FlagSet) {
 // vaultConn is a logged-in Vault client. Close it when done.
 type vaultConn struct {
 	client *api.Client
-	auth   *vaultsource.Auth
+	auth   *vaultauth.Auth
 	http   *http.Client
 }
 
@@ -81,7 +82,7 @@ func (c *vaultConn) Close() {
 // sourceOptions are the options every vaultsource source gets: a 403 makes
 // it log in again once.
 func (c *vaultConn) sourceOptions() []vaultsource.Option {
-	return []vaultsource.Option{vaultsource.WithRelogin(c.auth)}
+	return []vaultsource.Option{vaultsource.WithAuth(c.auth)}
 }
 
 // validate checks the login flags without I/O.
@@ -116,15 +117,15 @@ func (v *vaultFlags) method(client *api.Client) (api.AuthMethod, error) {
 	switch v.auth {
 	case AuthToken:
 		if v.tokenFile != "" {
-			return &vaultsource.TokenFile{Path: v.tokenFile}, nil
+			return &vaultauth.TokenFile{Path: v.tokenFile}, nil
 		}
 		if tok := client.Token(); tok != "" { // $VAULT_TOKEN, read by api.NewClient
-			return vaultsource.StaticToken(tok), nil
+			return vaultauth.Token(tok), nil
 		}
 		if home, err := os.UserHomeDir(); err == nil {
 			p := filepath.Join(home, ".vault-token") // what "vault login" leaves behind
 			if _, err := os.Stat(p); err == nil {
-				return &vaultsource.TokenFile{Path: p}, nil
+				return &vaultauth.TokenFile{Path: p}, nil
 			}
 		}
 		return nil, &vaultSetupError{msg: "no Vault token: set VAULT_TOKEN, pass --token-file, run \"vault login\", or use --auth approle or --auth kubernetes"}
@@ -133,9 +134,9 @@ func (v *vaultFlags) method(client *api.Client) (api.AuthMethod, error) {
 		if v.wrapped {
 			opts = append(opts, approle.WithWrappingToken())
 		}
-		return vaultsource.AppRole(v.roleID, &approle.SecretID{FromFile: v.secretIDFile}, opts...)
+		return vaultauth.AppRole(v.roleID, &approle.SecretID{FromFile: v.secretIDFile}, opts...)
 	case AuthKubernetes:
-		return vaultsource.Kubernetes(v.k8sRole,
+		return vaultauth.Kubernetes(v.k8sRole,
 			kubernetes.WithMountPath(v.k8sMount),
 			kubernetes.WithServiceAccountTokenPath(v.k8sTokenFile))
 	}
@@ -163,7 +164,7 @@ func (v *vaultFlags) connect(ctx context.Context, log *slog.Logger) (*vaultConn,
 	if err != nil {
 		return nil, err
 	}
-	auth, err := vaultsource.NewAuth(client, method, vaultsource.WithAuthLogger(log))
+	auth, err := vaultauth.New(client, method, vaultauth.WithLogger(log))
 	if err != nil {
 		return nil, &vaultSetupError{msg: "cannot set up the Vault login", err: err}
 	}

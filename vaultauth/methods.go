@@ -1,4 +1,4 @@
-package vaultsource
+package vaultauth
 
 import (
 	"bytes"
@@ -32,30 +32,31 @@ var (
 	_ api.AuthMethod = perLogin{}
 )
 
-// StaticToken returns a method that uses token as is: a "login" looks the
+// Token returns a method that uses token as is: a "login" looks the
 // token up (auth/token/lookup-self, allowed by Vault's default policy) to
 // learn its TTL and whether it is renewable. [Auth] renews a renewable token
 // until its max TTL and does not watch a token that never expires (TTL 0,
 // such as a dev root token) or that cannot be renewed: logging in again
 // would return the same token. Once it expires or is revoked every login
 // fails.
-func StaticToken(token string) api.AuthMethod { return staticToken{token: token} }
+func Token(token string) api.AuthMethod { return staticToken{token: token} }
 
 type staticToken struct{ token string }
 
 // Login looks the token up.
 func (s staticToken) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
 	if s.token == "" {
-		return nil, fmt.Errorf("vaultsource: static token: %w", ErrEmptyToken)
+		return nil, fmt.Errorf("vaultauth: static token: %w", ErrEmptyToken)
 	}
 	return lookupToken(ctx, client, s.token)
 }
 
 func (staticToken) authMethodName() string { return "static token" }
 func (staticToken) fixedToken() bool       { return true }
+func (staticToken) externalToken() bool    { return true }
 
 // String never prints the token.
-func (staticToken) String() string { return "vaultsource.StaticToken(redacted)" }
+func (staticToken) String() string { return "vaultauth.Token(redacted)" }
 
 // GoString never prints the token.
 func (s staticToken) GoString() string { return s.String() }
@@ -141,31 +142,35 @@ func (f *TokenFile) differs(token string) bool {
 
 func (f *TokenFile) authMethodName() string { return "token file" }
 
+// externalToken: the token belongs to whoever writes the file (a Vault
+// Agent); it is never revoked here.
+func (f *TokenFile) externalToken() bool { return true }
+
 // readTokenFile reads a token file: at most 64 KiB, white space around the
 // token trimmed, and the rest must be one token. Errors name the file, never
 // its content.
 func readTokenFile(path string) (string, error) {
 	if path == "" {
-		return "", errors.New("vaultsource: token file: no path")
+		return "", errors.New("vaultauth: token file: no path")
 	}
 	fh, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("vaultsource: token file: %w", err)
+		return "", fmt.Errorf("vaultauth: token file: %w", err)
 	}
 	defer fh.Close()
 	b, err := io.ReadAll(io.LimitReader(fh, maxTokenFileSize+1))
 	if err != nil {
-		return "", fmt.Errorf("vaultsource: token file %s: %w", path, err)
+		return "", fmt.Errorf("vaultauth: token file %s: %w", path, err)
 	}
 	if len(b) > maxTokenFileSize {
-		return "", fmt.Errorf("vaultsource: token file %s: larger than %d bytes", path, maxTokenFileSize)
+		return "", fmt.Errorf("vaultauth: token file %s: larger than %d bytes", path, maxTokenFileSize)
 	}
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
-		return "", fmt.Errorf("vaultsource: token file %s: %w", path, ErrEmptyToken)
+		return "", fmt.Errorf("vaultauth: token file %s: %w", path, ErrEmptyToken)
 	}
 	if bytes.ContainsAny(b, " \t\r\n\v\f") {
-		return "", fmt.Errorf("vaultsource: token file %s: holds more than one word, not a token", path)
+		return "", fmt.Errorf("vaultauth: token file %s: holds more than one word, not a token", path)
 	}
 	return string(b), nil
 }
@@ -180,18 +185,18 @@ func lookupToken(ctx context.Context, client *api.Client, token string) (*api.Se
 	c.SetToken(token)
 	s, err := c.Auth().Token().LookupSelfWithContext(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("vaultsource: token lookup-self: %w", err)
+		return nil, fmt.Errorf("vaultauth: token lookup-self: %w", err)
 	}
 	if s == nil || s.Data == nil {
-		return nil, errors.New("vaultsource: token lookup-self: empty response")
+		return nil, errors.New("vaultauth: token lookup-self: empty response")
 	}
 	ttl, err := s.TokenTTL()
 	if err != nil {
-		return nil, fmt.Errorf("vaultsource: token lookup-self: ttl: %w", err)
+		return nil, fmt.Errorf("vaultauth: token lookup-self: ttl: %w", err)
 	}
 	renewable, err := s.TokenIsRenewable()
 	if err != nil {
-		return nil, fmt.Errorf("vaultsource: token lookup-self: renewable: %w", err)
+		return nil, fmt.Errorf("vaultauth: token lookup-self: renewable: %w", err)
 	}
 	policies, _ := s.TokenPolicies()
 	accessor, _ := s.TokenAccessor()
@@ -218,7 +223,7 @@ func lookupToken(ctx context.Context, client *api.Client, token string) (*api.Se
 func AppRole(roleID string, secretID *approle.SecretID, opts ...approle.LoginOption) (api.AuthMethod, error) {
 	m, err := approle.NewAppRoleAuth(roleID, secretID, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("vaultsource: approle: %w", err)
+		return nil, fmt.Errorf("vaultauth: approle: %w", err)
 	}
 	return namedMethod{name: "approle", m: m}, nil
 }
@@ -229,7 +234,7 @@ func AppRole(roleID string, secretID *approle.SecretID, opts ...approle.LoginOpt
 func Userpass(username string, password *userpass.Password, opts ...userpass.LoginOption) (api.AuthMethod, error) {
 	m, err := userpass.NewUserpassAuth(username, password, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("vaultsource: userpass: %w", err)
+		return nil, fmt.Errorf("vaultauth: userpass: %w", err)
 	}
 	return namedMethod{name: "userpass", m: m}, nil
 }
@@ -242,7 +247,7 @@ func Userpass(username string, password *userpass.Password, opts ...userpass.Log
 // time. Nothing is read here.
 func Kubernetes(role string, opts ...kubernetes.LoginOption) (api.AuthMethod, error) {
 	if role == "" {
-		return nil, errors.New("vaultsource: kubernetes: no role name")
+		return nil, errors.New("vaultauth: kubernetes: no role name")
 	}
 	return PerLogin("kubernetes", func() (api.AuthMethod, error) {
 		return kubernetes.NewKubernetesAuth(role, opts...)
@@ -264,14 +269,14 @@ type perLogin struct {
 // Login builds the method and logs in with it.
 func (p perLogin) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
 	if p.build == nil {
-		return nil, fmt.Errorf("vaultsource: %s: no constructor", p.name)
+		return nil, fmt.Errorf("vaultauth: %s: no constructor", p.name)
 	}
 	m, err := p.build()
 	if err != nil {
-		return nil, fmt.Errorf("vaultsource: %s: %w", p.name, err)
+		return nil, fmt.Errorf("vaultauth: %s: %w", p.name, err)
 	}
 	if m == nil {
-		return nil, fmt.Errorf("vaultsource: %s: constructor returned no method", p.name)
+		return nil, fmt.Errorf("vaultauth: %s: constructor returned no method", p.name)
 	}
 	return m.Login(ctx, client)
 }
@@ -292,7 +297,7 @@ func (n namedMethod) Login(ctx context.Context, client *api.Client) (*api.Secret
 func (n namedMethod) authMethodName() string { return n.name }
 
 // String names the method and never prints its credentials.
-func (n namedMethod) String() string { return "vaultsource." + n.name + "(redacted)" }
+func (n namedMethod) String() string { return "vaultauth." + n.name + "(redacted)" }
 
 // GoString never prints the credentials.
 func (n namedMethod) GoString() string { return n.String() }

@@ -1,4 +1,4 @@
-package vaultsource_test
+package vaultauth_test
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/knotmtls/knotmtls/vaultsource"
+	"github.com/knotmtls/knotmtls/vaultauth"
 )
 
 // These unit tests drive Auth with fake methods that hand out tokens that
@@ -82,11 +82,11 @@ func leakCheck(t *testing.T) {
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func newAuth(t *testing.T, m api.AuthMethod, opts ...vaultsource.AuthOption) (*vaultsource.Auth, *api.Client) {
+func newAuth(t *testing.T, m api.AuthMethod, opts ...vaultauth.Option) (*vaultauth.Auth, *api.Client) {
 	t.Helper()
 	c := offlineClient(t)
-	opts = append([]vaultsource.AuthOption{vaultsource.WithAuthLogger(quietLogger())}, opts...)
-	a, err := vaultsource.NewAuth(c, m, opts...)
+	opts = append([]vaultauth.Option{vaultauth.WithLogger(quietLogger())}, opts...)
+	a, err := vaultauth.New(c, m, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Close() })
 	return a, c
@@ -99,37 +99,37 @@ func TestNewAuthValidation(t *testing.T) {
 		name   string
 		client *api.Client
 		method api.AuthMethod
-		opts   []vaultsource.AuthOption
+		opts   []vaultauth.Option
 		errHas string
 	}{
 		{name: "defaults", client: client, method: m},
-		{name: "all options", client: client, method: m, opts: []vaultsource.AuthOption{
-			vaultsource.WithLoginBackoff(time.Millisecond, time.Second),
-			vaultsource.WithLoginTimeout(time.Second),
-			vaultsource.WithAuthLogger(quietLogger()),
-			vaultsource.OnAuthEvent(func(vaultsource.AuthEvent) {}),
+		{name: "all options", client: client, method: m, opts: []vaultauth.Option{
+			vaultauth.WithBackoff(time.Millisecond, time.Second),
+			vaultauth.WithTimeout(time.Second),
+			vaultauth.WithLogger(quietLogger()),
+			vaultauth.OnEvent(func(vaultauth.Event) {}),
 			nil, // ignored
 		}},
 		{name: "equal backoff bounds", client: client, method: m,
-			opts: []vaultsource.AuthOption{vaultsource.WithLoginBackoff(time.Second, time.Second)}},
+			opts: []vaultauth.Option{vaultauth.WithBackoff(time.Second, time.Second)}},
 		{name: "nil client", method: m, errHas: "nil vault client"},
 		{name: "nil method", client: client, errHas: "nil auth method"},
 		{name: "zero initial backoff", client: client, method: m,
-			opts: []vaultsource.AuthOption{vaultsource.WithLoginBackoff(0, time.Second)}, errHas: "backoff"},
+			opts: []vaultauth.Option{vaultauth.WithBackoff(0, time.Second)}, errHas: "backoff"},
 		{name: "max below initial", client: client, method: m,
-			opts: []vaultsource.AuthOption{vaultsource.WithLoginBackoff(time.Minute, time.Second)}, errHas: "backoff"},
+			opts: []vaultauth.Option{vaultauth.WithBackoff(time.Minute, time.Second)}, errHas: "backoff"},
 		{name: "zero timeout", client: client, method: m,
-			opts: []vaultsource.AuthOption{vaultsource.WithLoginTimeout(0)}, errHas: "timeout"},
+			opts: []vaultauth.Option{vaultauth.WithTimeout(0)}, errHas: "timeout"},
 		{name: "negative timeout", client: client, method: m,
-			opts: []vaultsource.AuthOption{vaultsource.WithLoginTimeout(-time.Second)}, errHas: "timeout"},
+			opts: []vaultauth.Option{vaultauth.WithTimeout(-time.Second)}, errHas: "timeout"},
 		{name: "nil logger", client: client, method: m,
-			opts: []vaultsource.AuthOption{vaultsource.WithAuthLogger(nil)}, errHas: "nil logger"},
+			opts: []vaultauth.Option{vaultauth.WithLogger(nil)}, errHas: "nil logger"},
 		{name: "nil hook", client: client, method: m,
-			opts: []vaultsource.AuthOption{vaultsource.OnAuthEvent(nil)}, errHas: "nil event hook"},
+			opts: []vaultauth.Option{vaultauth.OnEvent(nil)}, errHas: "nil event hook"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := vaultsource.NewAuth(tc.client, tc.method, tc.opts...)
+			a, err := vaultauth.New(tc.client, tc.method, tc.opts...)
 			if tc.errHas == "" {
 				require.NoError(t, err)
 				require.NotNil(t, a)
@@ -137,7 +137,7 @@ func TestNewAuthValidation(t *testing.T) {
 				return
 			}
 			require.ErrorContains(t, err, tc.errHas)
-			assert.Regexp(t, `^vaultsource: `, err.Error())
+			assert.Regexp(t, `^vaultauth: `, err.Error())
 			assert.Nil(t, a)
 		})
 	}
@@ -148,7 +148,7 @@ func TestAuthLifecycle(t *testing.T) {
 	m := &fakeMethod{}
 	a, client := newAuth(t, m)
 
-	require.ErrorIs(t, a.Relogin(context.Background()), vaultsource.ErrAuthNotStarted)
+	require.ErrorIs(t, a.Relogin(context.Background()), vaultauth.ErrNotStarted)
 	assert.False(t, a.Status().LoggedIn)
 
 	require.NoError(t, a.Start(context.Background()))
@@ -162,7 +162,7 @@ func TestAuthLifecycle(t *testing.T) {
 	assert.False(t, st.Watching, "a TTL-0 token is not watched")
 	assert.NoError(t, st.LastError)
 
-	require.ErrorIs(t, a.Start(context.Background()), vaultsource.ErrAuthStarted)
+	require.ErrorIs(t, a.Start(context.Background()), vaultauth.ErrStarted)
 
 	require.NoError(t, a.Relogin(context.Background()))
 	assert.Equal(t, "fake-token-2", client.Token())
@@ -170,8 +170,8 @@ func TestAuthLifecycle(t *testing.T) {
 
 	require.NoError(t, a.Close())
 	require.NoError(t, a.Close(), "Close is idempotent")
-	require.ErrorIs(t, a.Relogin(context.Background()), vaultsource.ErrAuthClosed)
-	require.ErrorIs(t, a.Start(context.Background()), vaultsource.ErrAuthClosed)
+	require.ErrorIs(t, a.Relogin(context.Background()), vaultauth.ErrClosed)
+	require.ErrorIs(t, a.Start(context.Background()), vaultauth.ErrClosed)
 	assert.Equal(t, "fake-token-2", client.Token(), "Close leaves the token on the client")
 }
 
@@ -248,15 +248,15 @@ func TestStartFailureIsReturnedAndRetryable(t *testing.T) {
 		}
 		return nil
 	}}
-	a, client := newAuth(t, vaultsource.PerLogin("fake", func() (api.AuthMethod, error) { return m, nil }))
+	a, client := newAuth(t, vaultauth.PerLogin("fake", func() (api.AuthMethod, error) { return m, nil }))
 
 	err := a.Start(context.Background())
-	var le *vaultsource.LoginError
+	var le *vaultauth.LoginError
 	require.ErrorAs(t, err, &le)
 	assert.Equal(t, "fake", le.Method)
 	assert.Equal(t, "start", le.Reason)
 	require.ErrorIs(t, err, cause)
-	assert.Equal(t, "vaultsource: login with fake (start): vault says no", err.Error())
+	assert.Equal(t, "vaultauth: login with fake (start): vault says no", err.Error())
 	st := a.Status()
 	assert.False(t, st.LoggedIn)
 	assert.Equal(t, 1, st.LoginFailures)
@@ -264,7 +264,7 @@ func TestStartFailureIsReturnedAndRetryable(t *testing.T) {
 	require.ErrorIs(t, st.LastError, cause)
 	assert.False(t, st.Watching)
 	assert.Empty(t, client.Token())
-	require.ErrorIs(t, a.Relogin(context.Background()), vaultsource.ErrAuthNotStarted, "a failed Start starts nothing")
+	require.ErrorIs(t, a.Relogin(context.Background()), vaultauth.ErrNotStarted, "a failed Start starts nothing")
 
 	require.NoError(t, a.Start(context.Background()), "Start may be called again")
 	st = a.Status()
@@ -275,12 +275,12 @@ func TestStartFailureIsReturnedAndRetryable(t *testing.T) {
 }
 
 func TestLoginWithoutClientToken(t *testing.T) {
-	a, _ := newAuth(t, vaultsource.PerLogin("mfa", func() (api.AuthMethod, error) {
+	a, _ := newAuth(t, vaultauth.PerLogin("mfa", func() (api.AuthMethod, error) {
 		return methodFunc(func(context.Context, *api.Client) (*api.Secret, error) {
 			return &api.Secret{Auth: &api.SecretAuth{MFARequirement: &api.MFARequirement{MFARequestID: "x"}}}, nil
 		}), nil
 	}))
-	require.ErrorIs(t, a.Start(context.Background()), vaultsource.ErrNoClientToken)
+	require.ErrorIs(t, a.Start(context.Background()), vaultauth.ErrNoClientToken)
 }
 
 type methodFunc func(context.Context, *api.Client) (*api.Secret, error)
@@ -298,11 +298,15 @@ func TestBackgroundLoopRetriesWithBackoff(t *testing.T) {
 	}}
 	var (
 		mu     sync.Mutex
-		events []vaultsource.AuthEvent
+		events []vaultauth.Event
 	)
+	t.Cleanup(vaultauth.SetJitter(0))
 	a, client := newAuth(t, m,
-		vaultsource.WithLoginBackoff(10*time.Millisecond, 40*time.Millisecond),
-		vaultsource.OnAuthEvent(func(e vaultsource.AuthEvent) {
+		vaultauth.WithBackoff(10*time.Millisecond, 40*time.Millisecond),
+		vaultauth.OnEvent(func(e vaultauth.Event) {
+			if e.Kind == vaultauth.EventRevoked {
+				return // replaced tokens: TestReplacedTokensRevoked
+			}
 			mu.Lock()
 			events = append(events, e)
 			mu.Unlock()
@@ -320,22 +324,23 @@ func TestBackgroundLoopRetriesWithBackoff(t *testing.T) {
 	assert.Equal(t, 0, st.ConsecutiveFailures)
 	assert.Equal(t, "fake-token-5", client.Token())
 
+	require.NoError(t, a.Close()) // delivers the events still queued
 	mu.Lock()
 	defer mu.Unlock()
-	var kinds []vaultsource.AuthEventKind
+	var kinds []vaultauth.EventKind
 	var reasons []string
 	var retry []time.Duration
 	for _, e := range events {
 		kinds = append(kinds, e.Kind)
 		reasons = append(reasons, e.Reason)
-		if e.Kind == vaultsource.AuthEventLoginFailed {
+		if e.Kind == vaultauth.EventLoginFailed {
 			retry = append(retry, e.RetryIn)
 		}
 	}
-	assert.Equal(t, []vaultsource.AuthEventKind{
-		vaultsource.AuthEventLogin,
-		vaultsource.AuthEventLoginFailed, vaultsource.AuthEventLoginFailed, vaultsource.AuthEventLoginFailed,
-		vaultsource.AuthEventLogin,
+	assert.Equal(t, []vaultauth.EventKind{
+		vaultauth.EventLogin,
+		vaultauth.EventLoginFailed, vaultauth.EventLoginFailed, vaultauth.EventLoginFailed,
+		vaultauth.EventLogin,
 	}, kinds)
 	assert.Equal(t, []string{"start", "relogin", "retry", "retry", "retry"}, reasons)
 	assert.Equal(t, []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond}, retry)
@@ -344,11 +349,11 @@ func TestBackgroundLoopRetriesWithBackoff(t *testing.T) {
 func TestHookMayCallRelogin(t *testing.T) {
 	leakCheck(t)
 	m := &fakeMethod{}
-	var a *vaultsource.Auth
+	var a *vaultauth.Auth
 	var first atomic.Bool
 	hookErr := make(chan error, 1)
-	a, _ = newAuth(t, m, vaultsource.OnAuthEvent(func(e vaultsource.AuthEvent) {
-		if e.Kind == vaultsource.AuthEventLogin && e.Reason == "relogin" && first.CompareAndSwap(false, true) {
+	a, _ = newAuth(t, m, vaultauth.OnEvent(func(e vaultauth.Event) {
+		if e.Kind == vaultauth.EventLogin && e.Reason == "relogin" && first.CompareAndSwap(false, true) {
 			hookErr <- a.Relogin(context.Background())
 		}
 	}))
@@ -366,7 +371,7 @@ func TestCloseAbortsStartLogin(t *testing.T) {
 	go func() { done <- a.Start(context.Background()) }()
 	<-m.entered
 	require.NoError(t, a.Close())
-	require.ErrorIs(t, <-done, vaultsource.ErrAuthClosed)
+	require.ErrorIs(t, <-done, vaultauth.ErrClosed)
 }
 
 func TestStartHonoursContext(t *testing.T) {
@@ -377,7 +382,7 @@ func TestStartHonoursContext(t *testing.T) {
 	defer cancel()
 	err := a.Start(ctx)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	var le *vaultsource.LoginError
+	var le *vaultauth.LoginError
 	require.ErrorAs(t, err, &le)
 }
 
@@ -398,13 +403,13 @@ func TestNoSecretsInErrorsOrLogs(t *testing.T) {
 	secretIDPath := filepath.Join(dir, "secret-id")
 	require.NoError(t, os.WriteFile(secretIDPath, []byte(secretID), 0o600))
 
-	appRole, err := vaultsource.AppRole(roleID, &approle.SecretID{FromString: secretID})
+	appRole, err := vaultauth.AppRole(roleID, &approle.SecretID{FromString: secretID})
 	require.NoError(t, err)
-	appRoleFile, err := vaultsource.AppRole(roleID, &approle.SecretID{FromFile: secretIDPath}, approle.WithWrappingToken())
+	appRoleFile, err := vaultauth.AppRole(roleID, &approle.SecretID{FromFile: secretIDPath}, approle.WithWrappingToken())
 	require.NoError(t, err)
-	up, err := vaultsource.Userpass("dev", &userpass.Password{FromString: password})
+	up, err := vaultauth.Userpass("dev", &userpass.Password{FromString: password})
 	require.NoError(t, err)
-	k8s, err := vaultsource.Kubernetes("knot", kubernetes.WithServiceAccountTokenPath(saPath))
+	k8s, err := vaultauth.Kubernetes("knot", kubernetes.WithServiceAccountTokenPath(saPath))
 	require.NoError(t, err)
 
 	methods := map[string]api.AuthMethod{
@@ -412,18 +417,18 @@ func TestNoSecretsInErrorsOrLogs(t *testing.T) {
 		"approle wrapped": appRoleFile,
 		"userpass":        up,
 		"kubernetes":      k8s,
-		"static token":    vaultsource.StaticToken(token),
-		"token file":      &vaultsource.TokenFile{Path: tokenPath},
+		"static token":    vaultauth.Token(token),
+		"token file":      &vaultauth.TokenFile{Path: tokenPath},
 	}
 	secrets := []string{roleID, secretID, password, token, saJWT}
 	for name, m := range methods {
 		t.Run(name, func(t *testing.T) {
 			var logs bytes.Buffer
 			logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			var events []vaultsource.AuthEvent
-			a, err := vaultsource.NewAuth(offlineClient(t), m, vaultsource.WithAuthLogger(logger),
-				vaultsource.WithLoginTimeout(2*time.Second),
-				vaultsource.OnAuthEvent(func(e vaultsource.AuthEvent) { events = append(events, e) }))
+			var events []vaultauth.Event
+			a, err := vaultauth.New(offlineClient(t), m, vaultauth.WithLogger(logger),
+				vaultauth.WithTimeout(2*time.Second),
+				vaultauth.OnEvent(func(e vaultauth.Event) { events = append(events, e) }))
 			require.NoError(t, err)
 			defer a.Close()
 
@@ -457,7 +462,7 @@ func TestTokenFileWatchDetectsChanges(t *testing.T) {
 	write := func(s string) { require.NoError(t, os.WriteFile(path, []byte(s), 0o600)) }
 	write("token-one\n")
 
-	f := &vaultsource.TokenFile{Path: path, PollInterval: 2 * time.Millisecond}
+	f := &vaultauth.TokenFile{Path: path, PollInterval: 2 * time.Millisecond}
 	changed := make(chan struct{}, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -493,14 +498,14 @@ func TestTokenFileWatchDetectsChanges(t *testing.T) {
 
 func TestKubernetesReadsServiceAccountTokenAtEachLogin(t *testing.T) {
 	leakCheck(t)
-	_, err := vaultsource.Kubernetes("")
+	_, err := vaultauth.Kubernetes("")
 	require.ErrorContains(t, err, "no role name")
 
 	saPath := filepath.Join(t.TempDir(), "token")
-	m, err := vaultsource.Kubernetes("knot", kubernetes.WithServiceAccountTokenPath(saPath))
+	m, err := vaultauth.Kubernetes("knot", kubernetes.WithServiceAccountTokenPath(saPath))
 	require.NoError(t, err, "nothing is read when the method is built")
 
-	a, _ := newAuth(t, m, vaultsource.WithLoginTimeout(2*time.Second))
+	a, _ := newAuth(t, m, vaultauth.WithTimeout(2*time.Second))
 	err = a.Start(context.Background())
 	require.ErrorIs(t, err, os.ErrNotExist, "the first login reads the (missing) token file")
 	assert.Equal(t, "kubernetes", a.Status().Method)
@@ -516,7 +521,7 @@ func TestPerLoginBuildsBeforeEachLogin(t *testing.T) {
 	leakCheck(t)
 	var builds atomic.Int32
 	inner := &fakeMethod{}
-	a, _ := newAuth(t, vaultsource.PerLogin("counted", func() (api.AuthMethod, error) {
+	a, _ := newAuth(t, vaultauth.PerLogin("counted", func() (api.AuthMethod, error) {
 		builds.Add(1)
 		return inner, nil
 	}))
@@ -526,18 +531,18 @@ func TestPerLoginBuildsBeforeEachLogin(t *testing.T) {
 	assert.Equal(t, int32(3), builds.Load())
 	assert.Equal(t, int32(3), inner.calls.Load())
 
-	b, _ := newAuth(t, vaultsource.PerLogin("broken", func() (api.AuthMethod, error) {
+	b, _ := newAuth(t, vaultauth.PerLogin("broken", func() (api.AuthMethod, error) {
 		return nil, errors.New("no credentials")
 	}))
-	require.ErrorContains(t, b.Start(context.Background()), "vaultsource: login with broken (start): vaultsource: broken: no credentials")
+	require.ErrorContains(t, b.Start(context.Background()), "vaultauth: login with broken (start): vaultauth: broken: no credentials")
 }
 
 func TestMethodNames(t *testing.T) {
-	ar, err := vaultsource.AppRole("r", &approle.SecretID{FromString: "s"})
+	ar, err := vaultauth.AppRole("r", &approle.SecretID{FromString: "s"})
 	require.NoError(t, err)
-	up, err := vaultsource.Userpass("u", &userpass.Password{FromString: "p"})
+	up, err := vaultauth.Userpass("u", &userpass.Password{FromString: "p"})
 	require.NoError(t, err)
-	k8s, err := vaultsource.Kubernetes("k")
+	k8s, err := vaultauth.Kubernetes("k")
 	require.NoError(t, err)
 	tests := []struct {
 		method api.AuthMethod
@@ -546,10 +551,10 @@ func TestMethodNames(t *testing.T) {
 		{ar, "approle"},
 		{up, "userpass"},
 		{k8s, "kubernetes"},
-		{vaultsource.StaticToken("t"), "static token"},
-		{&vaultsource.TokenFile{Path: "/x"}, "token file"},
-		{vaultsource.PerLogin("mine", nil), "mine"},
-		{&fakeMethod{}, "*vaultsource_test.fakeMethod"},
+		{vaultauth.Token("t"), "static token"},
+		{&vaultauth.TokenFile{Path: "/x"}, "token file"},
+		{vaultauth.PerLogin("mine", nil), "mine"},
+		{&fakeMethod{}, "*vaultauth_test.fakeMethod"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.want, func(t *testing.T) {
@@ -558,16 +563,16 @@ func TestMethodNames(t *testing.T) {
 		})
 	}
 
-	_, err = vaultsource.AppRole("", &approle.SecretID{FromString: "s"})
-	require.ErrorContains(t, err, "vaultsource: approle: ")
-	_, err = vaultsource.Userpass("", &userpass.Password{FromString: "p"})
-	require.ErrorContains(t, err, "vaultsource: userpass: ")
+	_, err = vaultauth.AppRole("", &approle.SecretID{FromString: "s"})
+	require.ErrorContains(t, err, "vaultauth: approle: ")
+	_, err = vaultauth.Userpass("", &userpass.Password{FromString: "p"})
+	require.ErrorContains(t, err, "vaultauth: userpass: ")
 }
 
-func TestAuthEventKindString(t *testing.T) {
-	assert.Equal(t, "login", vaultsource.AuthEventLogin.String())
-	assert.Equal(t, "login failed", vaultsource.AuthEventLoginFailed.String())
-	assert.Equal(t, "renewal", vaultsource.AuthEventRenewal.String())
-	assert.Equal(t, "expiring", vaultsource.AuthEventExpiring.String())
-	assert.Equal(t, "AuthEventKind(42)", vaultsource.AuthEventKind(42).String())
+func TestEventKindString(t *testing.T) {
+	assert.Equal(t, "login", vaultauth.EventLogin.String())
+	assert.Equal(t, "login failed", vaultauth.EventLoginFailed.String())
+	assert.Equal(t, "renewal", vaultauth.EventRenewal.String())
+	assert.Equal(t, "expiring", vaultauth.EventExpiring.String())
+	assert.Equal(t, "EventKind(42)", vaultauth.EventKind(42).String())
 }

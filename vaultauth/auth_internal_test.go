@@ -1,8 +1,7 @@
-package vaultsource
+package vaultauth
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,42 +17,40 @@ func TestLoginBackoffSchedule(t *testing.T) {
 		initial = time.Second
 		limit   = 5 * time.Minute
 	)
-	tests := []struct {
-		n    int
-		want time.Duration
-	}{
-		{0, time.Second}, // defensive: treated like the first failure
-		{1, time.Second},
-		{2, 2 * time.Second},
-		{3, 4 * time.Second},
-		{4, 8 * time.Second},
-		{5, 16 * time.Second},
-		{6, 32 * time.Second},
-		{7, 64 * time.Second},
-		{8, 128 * time.Second},
-		{9, 256 * time.Second},
-		{10, limit},
-		{11, limit},
-		{1000, limit}, // no overflow
+	want := []time.Duration{
+		time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second,
+		32 * time.Second, 64 * time.Second, 128 * time.Second, 256 * time.Second, limit, limit,
 	}
-	for _, tc := range tests {
-		t.Run(fmt.Sprintf("n=%d", tc.n), func(t *testing.T) {
-			assert.Equal(t, tc.want, loginBackoff(tc.n, initial, limit, LoginBackoffJitter, 0), "n=%d no jitter", tc.n)
-			// Jitter only shortens, by at most LoginBackoffJitter.
-			for _, r := range []float64{0.25, 0.5, 0.999999} {
-				got := loginBackoff(tc.n, initial, limit, LoginBackoffJitter, r)
-				assert.LessOrEqual(t, got, tc.want, "n=%d r=%v", tc.n, r)
-				assert.Greater(t, got, time.Duration(float64(tc.want)*(1-LoginBackoffJitter)), "n=%d r=%v", tc.n, r)
-			}
-		})
+	a := &Auth{cfg: authConfig{initialBackoff: initial, maxBackoff: limit}}
+	restore := jitter
+	jitter = 0
+	exact := a.newBackoff()
+	jitter = restore
+	jittered := a.newBackoff()
+	for n, w := range want {
+		assert.Equal(t, w, exact.NextBackOff(), "step %d without jitter", n+1)
+		got := jittered.NextBackOff()
+		assert.GreaterOrEqual(t, got, time.Duration(float64(w)*(1-Jitter)), "step %d", n+1)
+		assert.LessOrEqual(t, got, time.Duration(float64(w)*(1+Jitter))+1, "step %d", n+1)
 	}
+	for range 1000 { // no overflow
+		exact.NextBackOff()
+	}
+	assert.Equal(t, limit, exact.NextBackOff())
+	exact.Reset()
+	assert.Equal(t, initial, exact.NextBackOff(), "a success starts the schedule over")
 }
 
 func TestLoginBackoffShortSchedule(t *testing.T) {
-	// The schedule tests use: 10ms doubling to 40ms.
+	// The schedule the unit tests use: 10ms doubling to 40ms.
+	a := &Auth{cfg: authConfig{initialBackoff: 10 * time.Millisecond, maxBackoff: 40 * time.Millisecond}}
+	restore := jitter
+	jitter = 0
+	defer func() { jitter = restore }()
+	b := a.newBackoff()
 	var got []time.Duration
-	for n := 1; n <= 5; n++ {
-		got = append(got, loginBackoff(n, 10*time.Millisecond, 40*time.Millisecond, 0, 0))
+	for range 5 {
+		got = append(got, b.NextBackOff())
 	}
 	assert.Equal(t, []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond,
 		40 * time.Millisecond, 40 * time.Millisecond}, got)
