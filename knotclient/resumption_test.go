@@ -187,7 +187,7 @@ func TestRotationReplacesSessionCache(t *testing.T) {
 			}
 			assert.Equal(t, []seen{
 				{oldSerial, false}, {oldSerial, true}, // before the rotation
-				{newSerial, false},                    // the first new connection after it: full handshake
+				{newSerial, false}, // the first new connection after it: full handshake
 				{newSerial, true}, {newSerial, true},
 			}, got)
 			assert.EqualValues(t, 1, oldSigner.signs.Load(), "the old key signed the first handshake only")
