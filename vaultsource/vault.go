@@ -85,7 +85,7 @@ func (v *vault) once(ctx context.Context, r request) (*api.Secret, int, error) {
 		req := v.client.NewRequest(r.method, "/v1/"+r.path)
 		req.BodyBytes = body
 		resp, err = v.client.RawRequestWithContext(ctx, req) //nolint:staticcheck // see above
-		clear(body) // it may hold a private key
+		clear(body)                                          // it may hold a private key
 	}
 	if resp != nil {
 		defer resp.Body.Close()
