@@ -46,9 +46,9 @@ type tlsState struct {
 // to CACertFile in a directory of its own (dir, or a new temporary one when
 // dir is "") and switches Addr to https.
 func (v *Vault) setTLS(caPEM []byte, dir string) error {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return errors.New("vaulttest: the CA written by vault -dev-tls does not parse")
+	tc, err := tlsConfigFor(caPEM)
+	if err != nil {
+		return fmt.Errorf("vaulttest: %w", err)
 	}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "vaulttest-tls-")
@@ -63,7 +63,7 @@ func (v *Vault) setTLS(caPEM []byte, dir string) error {
 	}
 	v.CACert = caPEM
 	v.CACertFile = file
-	v.tls = &tlsState{dir: dir, pool: pool}
+	v.tlsInfo = &tlsState{dir: dir, pool: tc.RootCAs}
 	return nil
 }
 
@@ -71,16 +71,16 @@ func (v *Vault) setTLS(caPEM []byte, dir string) error {
 // Vault started [WithTLS], for transports passed to [Vault.ClientWith]; nil
 // for a plain-HTTP Vault.
 func (v *Vault) TLSConfig() *tls.Config {
-	if v.tls == nil {
+	if v.tlsInfo == nil {
 		return nil
 	}
-	return &tls.Config{RootCAs: v.tls.pool, MinVersion: tls.VersionTLS12}
+	return &tls.Config{RootCAs: v.tlsInfo.pool, MinVersion: tls.VersionTLS12}
 }
 
 // removeTLSDir deletes the harness's CA copy (Terminate).
 func (v *Vault) removeTLSDir() {
-	if v.tls != nil && v.tls.dir != "" {
-		_ = os.RemoveAll(v.tls.dir)
+	if v.tlsInfo != nil && v.tlsInfo.dir != "" {
+		_ = os.RemoveAll(v.tlsInfo.dir)
 	}
 }
 

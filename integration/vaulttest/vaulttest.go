@@ -130,8 +130,8 @@ type Vault struct {
 	// TLS. Terminate removes it.
 	CACertFile string
 
-	b   backend
-	tls *tlsState // nil without TLS
+	b       backend
+	tlsInfo *tlsState // nil without TLS
 
 	mu         sync.Mutex
 	paused     bool
