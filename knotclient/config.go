@@ -112,6 +112,17 @@ type Config struct {
 	// built, e.g. otelhttp.NewTransport for tracing. The wrapper sees every
 	// attempt, with the Authorization header set.
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// DisableSessionResumption turns TLS session resumption off. By default
+	// the client keeps a TLS session cache (replacing any ClientSessionCache
+	// in Transport.TLSClientConfig), so a new connection to a server that
+	// issued a session ticket resumes without a new handshake signature: no
+	// Vault Transit sign, and no dependency on Vault for that connection.
+	// The trade-off: a resumed session carries the identity of the
+	// handshake that created it, for as long as the server accepts the
+	// ticket (at most 7 days by RFC 8446; Go servers also refuse one whose
+	// client certificate has expired). On rotation the client starts an
+	// empty cache, so the next new connection presents the new certificate.
+	DisableSessionResumption bool
 
 	// Logger receives retry and rotation events at Info/Debug level (default
 	// slog.Default()). Log lines carry the operation and status, never the

@@ -25,6 +25,16 @@
 // idle. Config.WrapTransport wraps the transport (tracing, metrics) and
 // Config.Transport supplies a base *http.Transport to clone.
 //
+// New connections resume the TLS session of an earlier one when the server
+// issued a session ticket, so they need no new signature from the client's
+// key: with a Vault Transit key, no Vault request per new connection, and
+// new connections keep working while Vault is unreachable. A rotation
+// starts an empty session cache, so the next new connection presents the
+// new certificate. The trade-off is that a resumed session carries the
+// identity of the handshake that created it for as long as the server
+// accepts its ticket; Config.DisableSessionResumption makes every new
+// connection a full handshake.
+//
 // Every request carries Basic auth (client_id:secret), Knot-Version (2.0 by
 // default), Accept: application/json, a User-Agent naming this module and the
 // Go version, and Content-Type: application/json when it has a body.

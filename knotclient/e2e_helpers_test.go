@@ -168,7 +168,9 @@ func newHoldingClient(t *testing.T, srv *knottest.Server, p *provider.Provider) 
 	dialer := &trackingDialer{}
 	hold := &responseHold{held: make(chan struct{}), release: make(chan struct{})}
 	c := newKnottestClient(t, srv, p, func(cfg *knotclient.Config) {
-		cfg.Transport = &http.Transport{DialContext: dialer.DialContext}
+		// ForceAttemptHTTP2, as in knotclient's default transport: the
+		// server decides between HTTP/1.1 and h2.
+		cfg.Transport = &http.Transport{DialContext: dialer.DialContext, ForceAttemptHTTP2: true}
 		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
 			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 				resp, err := rt.RoundTrip(r)

@@ -1,6 +1,7 @@
 package knotclient
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,15 @@ import (
 // notifier is the optional rotation-subscription half of a certificate
 // getter: [provider.RotationNotifier], which *provider.Provider implements.
 type notifier = provider.RotationNotifier
+
+// sessionCacheSize is the capacity of the TLS session cache: sessions are
+// kept per server name, and a client talks to one Knot host.
+const sessionCacheSize = 8
+
+// newSessionCache returns the cache for one generation of connections: a
+// rotation starts a new, empty one, so that no session created with the old
+// certificate is resumed after it.
+func newSessionCache() tls.ClientSessionCache { return tls.NewLRUClientSessionCache(sessionCacheSize) }
 
 // newBaseTransport returns the client's own transport, built from
 // cfg.Transport (cloned) or from defaults that match http.DefaultTransport,
@@ -46,6 +56,13 @@ func newBaseTransport(cfg *Config) *http.Transport {
 		}
 	}
 	t.TLSClientConfig.InsecureSkipVerify = false // also refused by New
+	// The client owns the session cache: one shared with a caller's
+	// transport, or kept across a rotation, would resume sessions of the
+	// old certificate.
+	t.TLSClientConfig.ClientSessionCache = nil
+	if !cfg.DisableSessionResumption {
+		t.TLSClientConfig.ClientSessionCache = newSessionCache()
+	}
 	return t
 }
 
@@ -75,8 +92,9 @@ func (g *generation) retire() {
 
 // rotatingTransport sends each request over the current generation. When
 // the client certificate rotates it starts a new generation (a clone of the
-// transport with an empty pool) so that the very next request handshakes
-// with the new certificate, whatever connections are busy at that moment.
+// transport with an empty pool and, with resumption on, an empty TLS
+// session cache) so that the very next request does a full handshake with
+// the new certificate, whatever connections are busy at that moment.
 type rotatingTransport struct {
 	cur    atomic.Pointer[generation]
 	mu     sync.Mutex // serialises rotate and close
@@ -123,7 +141,11 @@ func (rt *rotatingTransport) rotate() {
 		return
 	}
 	old := rt.cur.Load()
-	rt.cur.Store(&generation{t: old.t.Clone()})
+	t := old.t.Clone() // shares the old session cache until replaced
+	if t.TLSClientConfig.ClientSessionCache != nil {
+		t.TLSClientConfig.ClientSessionCache = newSessionCache()
+	}
+	rt.cur.Store(&generation{t: t})
 	old.retire()
 }
 

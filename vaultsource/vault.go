@@ -101,8 +101,14 @@ func (v *vault) once(ctx context.Context, r request) (*api.Secret, int, error) {
 		if err != nil {
 			return nil, 0, &Error{Op: r.op, Path: r.path, Err: ErrInvalidArgument, Detail: "request body cannot be encoded"}
 		}
-		resp, err = client.Logical().WriteRawWithContext(ctx, r.path, body)
-		clear(body) // it may hold a private key
+		// Not Logical().WriteRawWithContext: it cancels its own timeout
+		// context before returning the response, so over HTTP/2 (any TLS
+		// Vault, with Go's default transport) reading the body fails with
+		// "context canceled". once applies the client timeout itself.
+		req := client.NewRequest(r.method, "/v1/"+r.path)
+		req.BodyBytes = body
+		resp, err = client.RawRequestWithContext(ctx, req) //nolint:staticcheck // see above
+		clear(body)                                        // it may hold a private key
 	}
 	if resp != nil {
 		defer resp.Body.Close()

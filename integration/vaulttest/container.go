@@ -3,6 +3,7 @@ package vaulttest
 import (
 	"archive/tar"
 	"context"
+	"crypto/tls"
 	_ "embed" // the image's Dockerfile
 	"errors"
 	"fmt"
@@ -93,7 +94,14 @@ func startContainer(ctx context.Context, cfg *config) (*Vault, error) {
 	}
 
 	start := time.Now()
-	c, err := tcvault.Run(ctx, img,
+	var cmd []testcontainers.ContainerCustomizer
+	if cfg.tls {
+		// The image's own command plus -dev-tls: Vault writes its CA to
+		// /tmp, read back below.
+		cmd = append(cmd, testcontainers.WithCmd(append([]string{"server", "-dev", "-dev-no-store-token"},
+			devTLSArgs(containerTLSCertDir)...)...))
+	}
+	c, err := tcvault.Run(ctx, img, append([]testcontainers.ContainerCustomizer{
 		testcontainers.WithLogger(logfLogger(cfg.logf)),
 		tcvault.WithToken(RootToken),
 		testcontainers.WithEnv(map[string]string{
@@ -106,7 +114,7 @@ func startContainer(ctx context.Context, cfg *config) (*Vault, error) {
 		// address below, loopback first.
 		testcontainers.WithWaitStrategyAndDeadline(cfg.startTimeout,
 			wait.ForLog(startedLine).WithStartupTimeout(cfg.startTimeout)),
-	)
+	}, cmd...)...)
 	if err != nil {
 		msg := ""
 		if c != nil {
@@ -123,7 +131,18 @@ func startContainer(ctx context.Context, cfg *config) (*Vault, error) {
 	}
 	cb := &containerBackend{c: c, cli: cli}
 
-	addr, err := reachableAddr(ctx, c, cfg.startTimeout)
+	var caPEM []byte
+	var tc *tls.Config
+	if cfg.tls {
+		caPEM, err = readContainerFile(ctx, cb, containerTLSCertDir+"/"+devTLSCAFile)
+		if err == nil {
+			tc, err = tlsConfigFor(caPEM)
+		}
+	}
+	var addr string
+	if err == nil {
+		addr, err = reachableAddr(ctx, c, tc, cfg.startTimeout)
+	}
 	if err != nil {
 		msg := ""
 		if out, lerr := cb.logs(ctx); lerr == nil && out != "" {
@@ -135,7 +154,17 @@ func startContainer(ctx context.Context, cfg *config) (*Vault, error) {
 		return nil, fmt.Errorf("vaulttest: container %s: %w%s", img, err, msg)
 	}
 	cfg.logf("vaulttest: container %s started in %s", img, time.Since(start).Round(time.Millisecond))
-	return &Vault{Addr: addr, Token: RootToken, Backend: "container " + img, b: cb}, nil
+	v := &Vault{Addr: addr, Token: RootToken, Backend: "container " + img, b: cb}
+	if cfg.tls {
+		v.Backend += " (tls)"
+		if err := v.setTLS(caPEM, ""); err != nil {
+			tctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = cb.terminate(tctx)
+			return nil, err
+		}
+	}
+	return v, nil
 }
 
 // startedLine is what the dev server logs once it serves requests.
@@ -145,15 +174,21 @@ const startedLine = "Vault server started!"
 // answers /v1/sys/health. Loopback is tried alone first (Docker publishes
 // ports there on a local engine); only if it never answers is the host
 // testcontainers reports tried as well (a remote engine, or Docker outside
-// the container the tests run in).
-func reachableAddr(ctx context.Context, c testcontainers.Container, timeout time.Duration) (string, error) {
+// the container the tests run in). A non-nil tc means https, verified
+// with tc (Vault's -dev-tls certificate names 127.0.0.1 and localhost
+// only, so TLS through another host fails verification).
+func reachableAddr(ctx context.Context, c testcontainers.Container, tc *tls.Config, timeout time.Duration) (string, error) {
 	p, err := c.MappedPort(ctx, "8200/tcp")
 	if err != nil {
 		return "", fmt.Errorf("mapped port: %w", err)
 	}
-	loopback := "http://" + net.JoinHostPort("127.0.0.1", p.Port())
+	scheme := "http://"
+	if tc != nil {
+		scheme = "https://"
+	}
+	loopback := scheme + net.JoinHostPort("127.0.0.1", p.Port())
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = waitHealthy(lctx, loopback, nil)
+	err = waitHealthy(lctx, loopback, tc, nil)
 	cancel()
 	if err == nil {
 		return loopback, nil
@@ -165,13 +200,13 @@ func reachableAddr(ctx context.Context, c testcontainers.Container, timeout time
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if host == "localhost" || host == "127.0.0.1" {
-		if err := waitHealthy(wctx, loopback, nil); err != nil {
+		if err := waitHealthy(wctx, loopback, tc, nil); err != nil {
 			return "", fmt.Errorf("%s: %w", loopback, err)
 		}
 		return loopback, nil
 	}
-	other := "http://" + net.JoinHostPort(host, p.Port())
-	if err := waitHealthy(wctx, other, nil); err != nil {
+	other := scheme + net.JoinHostPort(host, p.Port())
+	if err := waitHealthy(wctx, other, tc, nil); err != nil {
 		return "", fmt.Errorf("neither %s nor %s answers: %w", loopback, other, err)
 	}
 	return other, nil

@@ -30,6 +30,11 @@
 // created. The container is reached on 127.0.0.1 first, whatever host
 // testcontainers reports (inside a container it reports the bridge gateway).
 //
+// [WithTLS] serves Vault over HTTPS only (vault server -dev-tls, with both
+// backends): Vault generates a CA and a certificate for 127.0.0.1 at each
+// start; [Vault.CACert], [Vault.CACertFile] (for VAULT_CACERT) and
+// [Vault.TLSConfig] hand the CA to clients, and [Vault.Client] trusts it.
+//
 // The dev server keeps everything in memory and is unsealed with the root
 // token [RootToken]; KV v2 is mounted at secret/. Use [Vault.EnableTransit]
 // and [Vault.EnableKVv1] for the other engines, and [Vault.Pause] /

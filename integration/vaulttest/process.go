@@ -2,12 +2,14 @@ package vaulttest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +48,14 @@ func startProcess(ctx context.Context, cfg *config) (*Vault, error) {
 	if err != nil {
 		return nil, err
 	}
+	var tlsDir string
+	if cfg.tls {
+		d, err := os.MkdirTemp("", "vaulttest-tls-")
+		if err != nil {
+			return nil, fmt.Errorf("vaulttest: tls dir: %w", err)
+		}
+		tlsDir = d
+	}
 	start := time.Now()
 	// A free port can be taken by someone else between our probe and
 	// Vault's bind, so retry a few times on a bind failure.
@@ -56,9 +66,17 @@ func startProcess(ctx context.Context, cfg *config) (*Vault, error) {
 			return nil, err
 		}
 		addr := "127.0.0.1:" + strconv.Itoa(port)
-		pb, err := launch(ctx, bin, addr, cfg.startTimeout)
+		pb, caPEM, err := launch(ctx, bin, addr, tlsDir, cfg.startTimeout)
 		if err == nil {
 			v := &Vault{Addr: "http://" + addr, Token: RootToken, Backend: "process " + bin, b: pb}
+			if tlsDir != "" {
+				v.Addr, v.Backend = "https://"+addr, v.Backend+" (tls)"
+				if err := v.setTLS(caPEM, tlsDir); err != nil {
+					_ = pb.kill(context.Background())
+					_ = os.RemoveAll(tlsDir)
+					return nil, err
+				}
+			}
 			cfg.logf("vaulttest: process %s started on %s in %s", bin, addr, time.Since(start).Round(time.Millisecond))
 			return v, nil
 		}
@@ -67,19 +85,30 @@ func startProcess(ctx context.Context, cfg *config) (*Vault, error) {
 			break
 		}
 	}
+	if tlsDir != "" {
+		_ = os.RemoveAll(tlsDir)
+	}
 	return nil, lastErr
 }
 
 var errAddrInUse = errors.New("address already in use")
 
 // launch starts one Vault process listening on addr and waits until it is
-// healthy, it exits, or the timeout passes.
-func launch(ctx context.Context, bin, addr string, timeout time.Duration) (*processBackend, error) {
-	cmd := exec.Command(bin, "server", "-dev",
-		"-dev-listen-address="+addr,
-		"-dev-root-token-id="+RootToken,
+// healthy, it exits, or the timeout passes. With a tlsDir it serves HTTPS
+// (-dev-tls, files in tlsDir) and returns the CA it generated.
+func launch(ctx context.Context, bin, addr, tlsDir string, timeout time.Duration) (*processBackend, []byte, error) {
+	args := []string{"server", "-dev",
+		"-dev-listen-address=" + addr,
+		"-dev-root-token-id=" + RootToken,
 		"-dev-no-store-token",
-	)
+	}
+	if tlsDir != "" {
+		args = append(args, devTLSArgs(tlsDir)...)
+		// A CA left by an attempt that lost its port must not be read
+		// as this process's.
+		_ = os.Remove(filepath.Join(tlsDir, devTLSCAFile))
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = processEnv()
 	out := newRingBuffer(256 << 10)
 	cmd.Stdout = out
@@ -87,7 +116,7 @@ func launch(ctx context.Context, bin, addr string, timeout time.Duration) (*proc
 	cmd.WaitDelay = 5 * time.Second // do not hang on output pipes held by strays
 	setProcAttr(cmd)
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("vaulttest: start %s: %w", bin, err)
+		return nil, nil, fmt.Errorf("vaulttest: start %s: %w", bin, err)
 	}
 	pb := &processBackend{cmd: cmd, out: out, done: make(chan struct{})}
 	go func() {
@@ -97,15 +126,32 @@ func launch(ctx context.Context, bin, addr string, timeout time.Duration) (*proc
 
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := waitHealthy(wctx, "http://"+addr, pb.done); err != nil {
+	var caPEM []byte
+	err := func() error {
+		if tlsDir == "" {
+			return waitHealthy(wctx, "http://"+addr, nil, pb.done)
+		}
+		// Vault writes its CA before it listens.
+		b, err := waitFile(wctx, filepath.Join(tlsDir, devTLSCAFile), pb.done)
+		if err != nil {
+			return err
+		}
+		tc, err := tlsConfigFor(b)
+		if err != nil {
+			return err
+		}
+		caPEM = b
+		return waitHealthy(wctx, "https://"+addr, tc, pb.done)
+	}()
+	if err != nil {
 		_ = pb.kill(context.Background())
 		logs := out.String()
 		if strings.Contains(logs, "address already in use") {
 			err = fmt.Errorf("%w: %w", err, errAddrInUse)
 		}
-		return nil, fmt.Errorf("vaulttest: vault process on %s: %w\n%s", addr, err, tail(redact(logs), 30))
+		return nil, nil, fmt.Errorf("vaulttest: vault process on %s: %w\n%s", addr, err, tail(redact(logs), 30))
 	}
-	return pb, nil
+	return pb, caPEM, nil
 }
 
 // processEnv is the environment without VAULT_* variables, which could
@@ -122,9 +168,9 @@ func processEnv() []string {
 }
 
 // waitHealthy polls addr/v1/sys/health until it answers 200, exited is
-// closed, or ctx ends.
-func waitHealthy(ctx context.Context, addr string, exited <-chan struct{}) error {
-	tr := &http.Transport{DisableKeepAlives: true}
+// closed, or ctx ends. tc (nil for http) verifies an https server.
+func waitHealthy(ctx context.Context, addr string, tc *tls.Config, exited <-chan struct{}) error {
+	tr := &http.Transport{DisableKeepAlives: true, TLSClientConfig: tc}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 2 * time.Second}
 	tick := time.NewTicker(50 * time.Millisecond)

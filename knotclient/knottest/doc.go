@@ -24,12 +24,20 @@
 //     the request is recorded with the CN it presented.
 //   - Every endpoint checks HTTP Basic auth (client_id:secret); missing or
 //     wrong credentials give 401 INVALID_API_KEYS.
-//   - TLS 1.2 is the minimum; [WithTLSVersions] forces a version range. The
-//     server speaks HTTP/1.1 only, so that a [Fault] can drop a connection.
+//   - TLS 1.2 is the minimum; [WithTLSVersions] forces a version range.
+//   - ALPN offers h2 and HTTP/1.1, like Knot's hosts: a client that asks for
+//     h2 gets it. [WithHTTP2](false) serves HTTP/1.1 only.
+//   - The server issues TLS session tickets, so a client with a session
+//     cache resumes without a new client signature; [WithSessionTickets]
+//     turns them off. [WithMaxRequestsPerConn] closes each connection after
+//     n requests, like a load balancer, so that new connections (and their
+//     handshakes) happen under load. [Server.Handshakes] counts full and
+//     resumed handshakes.
 //
 // Every request that reaches HTTP is recorded ([Server.Requests]) with the
 // serial and CN of the client certificate presented on its connection, the
-// TLS version, whether Basic auth matched and the status that was written.
+// TLS version, the HTTP protocol, whether the TLS session was resumed,
+// whether Basic auth matched and the status that was written.
 // [Server.Fail] injects faults: error statuses, 429 with Retry-After,
 // delays, dropped connections and raw bodies.
 //

@@ -33,7 +33,8 @@ type Fault struct {
 	// and the request is abandoned without a response, when the client
 	// goes away or the server is closed.
 	Delay time.Duration
-	// Drop closes the TCP connection (with a reset) without any response.
+	// Drop closes the TCP connection (with a reset) without any response;
+	// over HTTP/2 that ends every other request on the connection too.
 	// net/http transparently retries an idempotent request (GET, or one
 	// with GetBody and an Idempotency-Key) when a reused connection closes
 	// before answering, so a single drop may be invisible to a net/http
@@ -105,6 +106,11 @@ func (s *Server) applyFault(sw *statusWriter, raw http.ResponseWriter, r *http.R
 	if f.Drop {
 		conn, _, err := http.NewResponseController(raw).Hijack()
 		if err != nil {
+			// HTTP/2 cannot hand its connection over: close it under
+			// the server instead, which ends every stream on it.
+			if ci, ok := r.Context().Value(connInfoKey{}).(*connInfo); ok {
+				dropConn(ci.conn)
+			}
 			panic(http.ErrAbortHandler)
 		}
 		dropConn(conn)

@@ -25,6 +25,9 @@ type config struct {
 	maxVersion   uint16
 	certValidity time.Duration
 	logger       *slog.Logger
+	http2        bool
+	tickets      bool
+	maxPerConn   int
 }
 
 func defaultConfig() config {
@@ -34,6 +37,8 @@ func defaultConfig() config {
 		minVersion:   tls.VersionTLS12,
 		certValidity: DefaultCertValidity,
 		logger:       slog.New(slog.DiscardHandler),
+		http2:        true,
+		tickets:      true,
 	}
 }
 
@@ -74,4 +79,34 @@ func WithLogger(l *slog.Logger) Option {
 			c.logger = l
 		}
 	}
+}
+
+// WithHTTP2 sets whether the server offers HTTP/2 (default true). With
+// HTTP/2 on, ALPN offers "h2" then "http/1.1", so a client that asks for h2
+// (as net/http does with ForceAttemptHTTP2) gets it and one that does not
+// gets HTTP/1.1; WithHTTP2(false) serves HTTP/1.1 only. [Request.Proto]
+// records what each request used.
+func WithHTTP2(enabled bool) Option {
+	return func(c *config) { c.http2 = enabled }
+}
+
+// WithSessionTickets sets whether the server issues TLS session tickets
+// (default true), so that a client with a tls.ClientSessionCache resumes
+// its next connections without a new handshake signature: TLS 1.3 PSK
+// resumption carries the client certificate of the handshake that created
+// the ticket over, with no CertificateVerify. Go servers accept a ticket for
+// at most 7 days and never after the client certificate in it has expired.
+// [Request.Resumed] and [Server.Handshakes] show what happened.
+func WithSessionTickets(enabled bool) Option {
+	return func(c *config) { c.tickets = enabled }
+}
+
+// WithMaxRequestsPerConn makes the server close each connection after it has
+// answered n requests, the way a load balancer recycles connections: the
+// n-th response carries "Connection: close" over HTTP/1.1 and is followed by
+// a graceful GOAWAY over HTTP/2. Every new connection costs the client a
+// handshake, which is what session resumption saves. 0 (the default) means
+// no limit; a negative n makes NewServer fail.
+func WithMaxRequestsPerConn(n int) Option {
+	return func(c *config) { c.maxPerConn = n }
 }

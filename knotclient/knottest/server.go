@@ -2,6 +2,7 @@ package knottest
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +39,12 @@ type Request struct {
 	ClientCN string
 	// TLSVersion is the negotiated TLS version (tls.VersionTLS12, ...).
 	TLSVersion uint16
+	// Proto is the HTTP protocol of the request: "HTTP/1.1" or "HTTP/2.0".
+	Proto string
+	// Resumed reports whether the connection resumed an earlier TLS session
+	// (a session ticket) instead of a full handshake. ClientSerial is then
+	// the serial of the certificate presented in that earlier handshake.
+	Resumed bool
 	// AuthOK reports whether Basic auth matched the client_id and secret.
 	AuthOK bool
 	// Time is when the request arrived.
@@ -74,7 +82,26 @@ type Server struct {
 	requests      []Request
 	faults        []*faultState
 	handshakeErrs []string
+	handshakes    Handshakes
 }
+
+// Handshakes counts the TLS handshakes the server completed certificate
+// verification for, since it started or was last Reset.
+type Handshakes struct {
+	// Full handshakes: the client signed a CertificateVerify with its key.
+	Full int
+	// Resumed handshakes reused a session ticket: no client signature.
+	Resumed int
+}
+
+// connInfo is the per-connection state, stored in each connection's
+// context.
+type connInfo struct {
+	conn     net.Conn
+	requests atomic.Int64
+}
+
+type connInfoKey struct{}
 
 // NewServer starts a fake Knot API on 127.0.0.1 with a random port. It
 // generates its CAs and server certificate in memory. Call Close when done.
@@ -95,6 +122,9 @@ func NewServer(opts ...Option) (*Server, error) {
 	}
 	if cfg.certValidity <= 0 {
 		return nil, errors.New("knottest: certificate validity must be positive")
+	}
+	if cfg.maxPerConn < 0 {
+		return nil, errors.New("knottest: max requests per connection must not be negative")
 	}
 
 	now := time.Now()
@@ -128,6 +158,12 @@ func NewServer(opts ...Option) (*Server, error) {
 		MinVersion:   cfg.minVersion,
 		MaxVersion:   cfg.maxVersion,
 		NextProtos:   []string{"http/1.1"},
+
+		SessionTicketsDisabled: !cfg.tickets,
+		VerifyConnection:       s.countHandshake,
+	}
+	if cfg.http2 {
+		tlsCfg.NextProtos = []string{"h2", "http/1.1"}
 	}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -138,11 +174,15 @@ func NewServer(opts ...Option) (*Server, error) {
 
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(cfg.http2)
 	s.srv = &http.Server{
 		Handler:           http.HandlerFunc(s.serveHTTP),
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          log.New(errorLogWriter{s}, "", 0),
 		Protocols:         &protocols,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connInfoKey{}, &connInfo{conn: c})
+		},
 		ConnState: func(_ net.Conn, st http.ConnState) {
 			switch st {
 			case http.StateNew:
@@ -236,8 +276,31 @@ func (s *Server) HandshakeErrors() []string {
 	return append([]string(nil), s.handshakeErrs...)
 }
 
-// Reset clears the recorded requests, handshake errors and queued faults.
-// Fixture state (linked accounts, sessions) is kept.
+// Handshakes returns how many full and resumed TLS handshakes the server
+// has verified since it started or was last Reset. A handshake is counted
+// when the server has checked the client certificate (or, resumed, the
+// session carrying it), before the handshake's last message.
+func (s *Server) Handshakes() Handshakes {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.handshakes
+}
+
+// countHandshake is the server's tls.Config.VerifyConnection: it runs on
+// every full and resumed handshake and refuses none.
+func (s *Server) countHandshake(cs tls.ConnectionState) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cs.DidResume {
+		s.handshakes.Resumed++
+	} else {
+		s.handshakes.Full++
+	}
+	return nil
+}
+
+// Reset clears the recorded requests, handshake errors and counts, and
+// queued faults. Fixture state (linked accounts, sessions) is kept.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -245,6 +308,7 @@ func (s *Server) Reset() {
 	s.requests = nil
 	s.faults = nil
 	s.handshakeErrs = nil
+	s.handshakes = Handshakes{}
 }
 
 // errorLogWriter receives net/http's error log: TLS handshake failures and
@@ -306,10 +370,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		RawQuery: r.URL.RawQuery,
 		Body:     body,
 		Header:   r.Header.Clone(),
+		Proto:    r.Proto,
 		Time:     time.Now(),
 	}
 	if r.TLS != nil {
 		rec.TLSVersion = r.TLS.Version
+		rec.Resumed = r.TLS.DidResume
 		if len(r.TLS.PeerCertificates) > 0 {
 			leaf := r.TLS.PeerCertificates[0]
 			rec.ClientSerial = provider.SerialHex(leaf)
@@ -327,6 +393,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	fault, hasFault := s.takeFault(r.URL.Path)
 	s.mu.Unlock()
 
+	ci, _ := r.Context().Value(connInfoKey{}).(*connInfo)
+	if n := s.cfg.maxPerConn; n > 0 && ci != nil && ci.requests.Add(1) >= int64(n) {
+		// net/http closes an HTTP/1.1 connection after this response and
+		// sends a graceful GOAWAY on an HTTP/2 one.
+		w.Header().Set("Connection", "close")
+	}
+
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() {
 		s.mu.Lock()
@@ -336,7 +409,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		s.cfg.logger.Info("knottest: request", "method", r.Method, "path", r.URL.Path,
 			"status", sw.status, "client_serial", rec.ClientSerial, "client_cn", rec.ClientCN,
-			"tls", tls.VersionName(rec.TLSVersion), "auth_ok", rec.AuthOK)
+			"tls", tls.VersionName(rec.TLSVersion), "proto", rec.Proto, "resumed", rec.Resumed, "auth_ok", rec.AuthOK)
 	}()
 
 	if hasFault && s.applyFault(sw, w, r, fault) {

@@ -210,6 +210,7 @@ func TestNewServerRejectsBadOptions(t *testing.T) {
 		{"maximum below minimum", knottest.WithTLSVersions(tls.VersionTLS13, tls.VersionTLS12)},
 		{"empty client_id", knottest.WithClientID("")},
 		{"zero validity", knottest.WithCertValidity(0)},
+		{"negative max requests per connection", knottest.WithMaxRequestsPerConn(-1)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
