@@ -117,6 +117,15 @@
 //     go over mutual TLS to Knot and cannot be forged by a webhook sender.
 //   - Answer 200 quickly and do the work asynchronously (Knot waits 10 s).
 //
+// # Card data
+//
+// POST /card takes the card as a compact JWE. [Client.CardEncrypter]
+// fetches Knot's key (GET /jwe/key) and returns a [CardEncrypter], which
+// checks a [CardPayload] and encrypts it with go-jose (RSA-OAEP-256,
+// A256GCM, the key's kid in the protected header); pass the result to
+// [Client.SwitchCard] or [Client.UpdateCard]. The card types print and
+// marshal as placeholders, so card data reaches no log line through them.
+//
 // # Data types
 //
 // Enumerations are open string types with constants: values Knot adds later
