@@ -132,9 +132,10 @@ func (w UnverifiedWebhook) Format(f fmt.State, verb rune) { formatRedacted(f, ve
 func (w UnverifiedWebhook) LogValue() slog.Value { return slog.StringValue(w.String()) }
 
 // VerifiedWebhook is what a valid Knot-Signature vouches for, and nothing
-// more: the event type and the session ID (plus the request's
-// Content-Type, Encryption-Type and body length, which are signed but
-// carry no meaning). Only [VerifyWebhook] makes a non-zero one.
+// more: the event type and the session ID. (The signature also covers the
+// Content-Type and Encryption-Type headers and the body length; they carry
+// no meaning and are not repeated here.) Only [VerifyWebhook] makes a
+// non-zero one.
 //
 // It does not vouch that the request is fresh: a captured request can be
 // replayed, with any unsigned field changed, and verifies again (see the
