@@ -82,11 +82,11 @@ type CardDetails struct {
 	CVV string `json:"cvv"`
 }
 
-// redacted is what every card type formats as.
-func redacted(name string) string { return "knotclient." + name + "{REDACTED}" }
+// cardPlaceholder is what every card type formats as.
+func cardPlaceholder(name string) string { return "knotclient." + name + "{REDACTED}" }
 
 // String returns a placeholder: the payload is card data.
-func (CardPayload) String() string { return redacted("CardPayload") }
+func (CardPayload) String() string { return cardPlaceholder("CardPayload") }
 
 // GoString returns the same placeholder as String.
 func (p CardPayload) GoString() string { return p.String() }
@@ -98,7 +98,7 @@ func (p CardPayload) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, p.St
 func (p CardPayload) LogValue() slog.Value { return slog.StringValue(p.String()) }
 
 // String returns a placeholder: the holder is personal data.
-func (CardUser) String() string { return redacted("CardUser") }
+func (CardUser) String() string { return cardPlaceholder("CardUser") }
 
 // GoString returns the same placeholder as String.
 func (u CardUser) GoString() string { return u.String() }
@@ -110,7 +110,7 @@ func (u CardUser) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, u.Strin
 func (u CardUser) LogValue() slog.Value { return slog.StringValue(u.String()) }
 
 // String returns a placeholder: the name is personal data.
-func (CardHolderName) String() string { return redacted("CardHolderName") }
+func (CardHolderName) String() string { return cardPlaceholder("CardHolderName") }
 
 // GoString returns the same placeholder as String.
 func (n CardHolderName) GoString() string { return n.String() }
@@ -122,7 +122,7 @@ func (n CardHolderName) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, n
 func (n CardHolderName) LogValue() slog.Value { return slog.StringValue(n.String()) }
 
 // String returns a placeholder: the address is personal data.
-func (CardAddress) String() string { return redacted("CardAddress") }
+func (CardAddress) String() string { return cardPlaceholder("CardAddress") }
 
 // GoString returns the same placeholder as String.
 func (a CardAddress) GoString() string { return a.String() }
@@ -134,7 +134,7 @@ func (a CardAddress) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, a.St
 func (a CardAddress) LogValue() slog.Value { return slog.StringValue(a.String()) }
 
 // String returns a placeholder: the details are card data.
-func (CardDetails) String() string { return redacted("CardDetails") }
+func (CardDetails) String() string { return cardPlaceholder("CardDetails") }
 
 // GoString returns the same placeholder as String.
 func (d CardDetails) GoString() string { return d.String() }
