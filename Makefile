@@ -10,6 +10,7 @@
 #                          pulled, else compiled from the Go module proxy into a FROM scratch image
 #   make lint              gofmt + go vet in the root and integration modules
 #   make bench             benchmarks, with knotmtls/baseline ratios (BENCHCOUNT runs each)
+#   make fuzz              every fuzz target for FUZZTIME (10s) each; a crash fails
 #   make demo              vault-image, then the end-to-end demo (integration/cmd/demo)
 #
 # Nothing here depends on CI=true: CI runs the same targets and skips nothing.
@@ -29,7 +30,7 @@ INTEGRATION_TIMEOUT ?= 40m
 timed = start=$$(date +%s); if $(2); then rc=0; else rc=$$?; fi; \
 	echo "--- $(1) took $$(( $$(date +%s) - start ))s"; exit $$rc
 
-.PHONY: all test test-unit test-integration vault-image bench demo lint fmt-check vet
+.PHONY: all test test-unit test-integration vault-image bench demo lint fmt-check vet fuzz
 
 all: lint test
 
@@ -55,6 +56,37 @@ BENCHOUT ?= $(CURDIR)/bench.out
 # baseline_ns / knotmtls_ns (1.00 = no overhead).
 bench:
 	@$(call timed,bench,$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./provider/ ./knotclient/ | tee $(BENCHOUT) && awk -f scripts/benchratio.awk $(BENCHOUT))
+
+# Native Go fuzzing: one `go test -fuzz` run per target, FUZZTIME each
+# (10s by default: 12 targets, about 3 minutes with the builds). The committed seed corpora
+# (<package>/testdata/fuzz/<target>/) also run in every `go test`. A crasher
+# is written next to them by go test: commit it as a seed and add a
+# regression test. All targets run; the target fails if any of them did.
+# FUZZMINIMIZETIME 0s: minimizing each new interesting input (default 60s)
+# would eat the whole budget of the targets with large PEM seeds; minimize a
+# crasher afterwards with -run/-fuzz on that target alone.
+FUZZTIME ?= 10s
+FUZZMINIMIZETIME ?= 0s
+FUZZ_TARGETS := \
+	provider:FuzzParseCertificates provider:FuzzParsePrivateKey provider:FuzzParseBundle provider:FuzzCheckCSR \
+	vaultsource:FuzzKVSecret vaultsource:FuzzTransitKey vaultsource:FuzzTransitSignature \
+	knotclient:FuzzErrorBody knotclient:FuzzVerifyWebhook knotclient:FuzzParseWebhook knotclient:FuzzJWK \
+	knotclient/knottest:FuzzCardRequest
+
+fuzz:
+	@echo "=== fuzz ($(FUZZTIME) per target)"
+	@start=$$(date +%s); failed=""; summary=""; \
+	for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; log=$$(mktemp); \
+		echo "--- $$pkg $$name"; \
+		if $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) ./$$pkg/ >$$log 2>&1; then rc=ok; else rc=FAILED; failed="$$failed $$pkg:$$name"; cat $$log; fi; \
+		execs=$$(grep -o 'execs: [0-9]*' $$log | tail -1 | awk '{print $$2}'); \
+		summary="$$summary$$(printf '%-22s %-24s %10s execs  %s' $$pkg $$name "$${execs:-?}" $$rc)\n"; \
+		rm -f $$log; \
+	done; \
+	printf "%b" "$$summary"; \
+	echo "--- fuzz took $$(( $$(date +%s) - start ))s"; \
+	if [ -n "$$failed" ]; then echo "fuzz failures:$$failed (crashers are in <package>/testdata/fuzz/)"; exit 1; fi
 
 # The demo needs the same Vault image as the integration tests: vault-image
 # first (a no-op once cached; on a new machine it compiles Vault, printing

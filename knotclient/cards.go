@@ -10,8 +10,9 @@ import (
 )
 
 // JWK is the public key (RSA, for encryption) from GET /jwe/key. Encrypt
-// card data to it as a compact JWE with alg = JWK.Alg (RSA-OAEP-256), enc =
-// A256GCM and the JWK's kid and alg in the protected header.
+// card data to it with a [CardEncrypter] ([NewCardEncrypter] or
+// [Client.CardEncrypter]): a compact JWE with alg RSA-OAEP-256, enc A256GCM
+// and the JWK's kid and alg in the protected header.
 type JWK struct {
 	Alg    string   `json:"alg"`
 	E      string   `json:"e"`
@@ -75,7 +76,7 @@ type SwitchCardRequest struct {
 	// (string(webhook.TaskID)).
 	TaskID string `json:"task_id"`
 	// JWE is the card payload (user + card) encrypted to [Client.GetJWEKey]'s
-	// key, in compact serialization.
+	// key, in compact serialization: the output of [CardEncrypter.Encrypt].
 	JWE string `json:"jwe"`
 }
 
@@ -96,6 +97,7 @@ func (c *Client) SwitchCard(ctx context.Context, req SwitchCardRequest) error {
 
 // UpdateCardRequest is the CardUpdater body of POST /card.
 type UpdateCardRequest struct {
+	// JWE is the card payload encrypted with [CardEncrypter.Encrypt].
 	JWE            string `json:"jwe"`
 	ExternalUserID string `json:"external_user_id"`
 	MerchantID     int    `json:"merchant_id"`

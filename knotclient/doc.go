@@ -84,9 +84,57 @@
 //
 // # Webhooks
 //
-// [VerifyWebhook] checks the Knot-Signature header (HMAC-SHA256 with the API
-// secret, compared in constant time) and [ParseWebhook] decodes the envelope
-// into a [Webhook] whose data stays raw until decoded per event.
+// Knot signs a webhook with HMAC-SHA256 keyed with the environment's API
+// secret, but over a few values only: the Content-Length, Content-Type and
+// Encryption-Type headers and the body's event and session_id fields. The
+// API says so in its types. [VerifyWebhook] checks the Knot-Signature
+// header (in constant time) and returns a [VerifiedWebhook] holding exactly
+// what the signature covers: the event type and the session ID.
+// [ParseWebhook] decodes the whole body into an [UnverifiedWebhook], whose
+// other fields (task_id, external_user_id, merchant, data, timestamp) no
+// signature vouches for.
+//
+// What someone who captured one signed webhook (from a log, a proxy, a
+// misrouted delivery) can and cannot do:
+//
+//   - They can replay it as often as they like: nothing in it expires, and
+//     the timestamp is not signed.
+//   - They can change every unsigned field, as long as the body keeps its
+//     length: another external_user_id, merchant, task_id, card_id, reason,
+//     send_card, subscription or transaction IDs, metadata, timestamp. Such
+//     a request still verifies, with the same event and session ID. For
+//     events without a session_id (NEW_TRANSACTIONS_AVAILABLE,
+//     ACCOUNT_LOGIN_REQUIRED, MERCHANT_STATUS_UPDATE, Shopping, Detect,
+//     subscription events) only the event type is signed, so one captured
+//     signature lets them send that event type about any user or merchant.
+//   - They cannot change the event type, the session ID, the body length or
+//     the signed headers, and they cannot produce a valid signature for any
+//     other event or session without the secret.
+//
+// So, on top of verification:
+//
+//   - Accept webhooks only from Knot's source address ([WebhookSourceIP],
+//     35.232.249.218 for every environment; Knot announces changes), taken
+//     from the connection or from a proxy header your own proxy sets.
+//   - Deduplicate: Knot retries deliveries (up to two more times) and
+//     replays are free. Key on what is signed, the event and session ID,
+//     plus whatever your own state says was already done for them.
+//   - Treat the unverified fields as a hint of what to look at, and re-read
+//     the state from the API before acting: [Client.GetAccount] with
+//     ProductCardSwitcher for a card switch outcome,
+//     [Client.SyncTransactions] for new transactions, [Client.GetTransaction]
+//     and [Client.GetSubscription] for the IDs a webhook lists. Those calls
+//     go over mutual TLS to Knot and cannot be forged by a webhook sender.
+//   - Answer 200 quickly and do the work asynchronously (Knot waits 10 s).
+//
+// # Card data
+//
+// POST /card takes the card as a compact JWE. [Client.CardEncrypter]
+// fetches Knot's key (GET /jwe/key) and returns a [CardEncrypter], which
+// checks a [CardPayload] and encrypts it with go-jose (RSA-OAEP-256,
+// A256GCM, the key's kid in the protected header); pass the result to
+// [Client.SwitchCard] or [Client.UpdateCard]. The card types print and
+// marshal as placeholders, so card data reaches no log line through them.
 //
 // # Data types
 //

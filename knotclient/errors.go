@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -147,7 +148,7 @@ func (e *Error) Error() string {
 		b.WriteString(" " + t)
 	}
 	if e.Type != "" || e.Code != "" {
-		fmt.Fprintf(&b, " %s/%s", e.Type, e.Code)
+		fmt.Fprintf(&b, " %s/%s", enumText(string(e.Type)), enumText(string(e.Code)))
 	}
 	if msg := e.Message; msg != "" {
 		if len(msg) > maxErrorMessage {
@@ -165,6 +166,28 @@ func (e *Error) Error() string {
 
 // maxErrorMessage bounds how much of Message [Error.Error] shows.
 const maxErrorMessage = 512
+
+// maxErrorEnum bounds how much of Type and Code [Error.Error] shows.
+const maxErrorEnum = 64
+
+// enumText shows an error_type or error_code as is when it looks like one
+// (at most 64 letters, digits, _ or -), otherwise quoted and cut, so that a
+// body cannot make Error() long or break it over lines (found by
+// FuzzErrorBody).
+func enumText(s string) string {
+	plain := len(s) <= maxErrorEnum
+	for i := 0; plain && i < len(s); i++ {
+		c := s[i]
+		plain = c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
+	}
+	if plain {
+		return s
+	}
+	if len(s) > maxErrorEnum {
+		s = strings.ToValidUTF8(s[:maxErrorEnum], "") + "..."
+	}
+	return strconv.Quote(s)
+}
 
 // IsCode reports whether err is (or wraps) an [*Error] with the given code.
 func IsCode(err error, code ErrorCode) bool {

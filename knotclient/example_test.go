@@ -3,12 +3,8 @@ package knotclient_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 
 	"github.com/knotmtls/knotmtls/knotclient"
 	"github.com/knotmtls/knotmtls/knotclient/knottest"
@@ -75,55 +71,4 @@ func Example() {
 	// DoorDash connected
 	// transactions: 30
 	// not found: true
-}
-
-// ExampleVerifyWebhook checks the signature of an incoming webhook before
-// trusting it.
-func ExampleVerifyWebhook() {
-	const secret = "your-knot-secret"
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := readBody(r)
-		if err != nil {
-			http.Error(w, "bad body", http.StatusBadRequest)
-			return
-		}
-		if err := knotclient.VerifyWebhook(r, body, secret); err != nil {
-			http.Error(w, "bad signature", http.StatusUnauthorized)
-			return
-		}
-		hook, err := knotclient.ParseWebhook(body)
-		if err != nil {
-			http.Error(w, "bad webhook", http.StatusBadRequest)
-			return
-		}
-		fmt.Println("verified", hook) // String() leaves the session id out
-		w.WriteHeader(http.StatusOK)
-	})
-
-	// What Knot would send.
-	body := `{"event":"CARD_UPDATED","session_id":"fb5aa994-ed1c-4c3e-b29a-b2a53222e584","task_id":25605,"merchant":{"id":11,"name":"Uber"},"timestamp":1710864923198}`
-	req := httptest.NewRequest(http.MethodPost, "/webhooks/knot", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Encryption-Type", "HMAC-SHA256")
-	sig, _ := knotclient.SignWebhook(req.Header, []byte(body), secret)
-	req.Header.Set("Knot-Signature", sig)
-
-	rec := httptest.NewRecorder()
-	handler.ServeHTTP(rec, req)
-	fmt.Println(rec.Code)
-
-	req = httptest.NewRequest(http.MethodPost, "/webhooks/knot", strings.NewReader(body))
-	req.Header.Set("Knot-Signature", sig) // but Content-Type and Encryption-Type missing
-	rec = httptest.NewRecorder()
-	handler.ServeHTTP(rec, req)
-	fmt.Println(rec.Code)
-	// Output:
-	// verified webhook(event=CARD_UPDATED task_id=25605 merchant_id=11 timestamp=1710864923198)
-	// 200
-	// 401
-}
-
-func readBody(r *http.Request) ([]byte, error) {
-	defer r.Body.Close()
-	return io.ReadAll(io.LimitReader(r.Body, 1<<20))
 }

@@ -24,7 +24,7 @@ func TestSessionIDsAreRedacted(t *testing.T) {
 	req := knotclient.ExtendSessionRequest{SessionID: sid}
 
 	values := map[string]any{
-		"*Webhook": hook, "Webhook": *hook,
+		"*UnverifiedWebhook": hook, "UnverifiedWebhook": *hook,
 		"*SessionResponse": &resp, "SessionResponse": resp,
 		"*ExtendSessionRequest": &req, "ExtendSessionRequest": req,
 	}
@@ -41,7 +41,7 @@ func TestSessionIDsAreRedacted(t *testing.T) {
 			assert.NotContains(t, buf.String(), "fb5aa994")
 		})
 	}
-	assert.Equal(t, "webhook(event=AUTHENTICATED task_id=7)", fmt.Sprint(*hook))
+	assert.Equal(t, `unverified webhook(event="AUTHENTICATED" task_id="7")`, fmt.Sprint(*hook))
 	assert.Equal(t, "SessionResponse{Session:REDACTED}", resp.String())
 	assert.Equal(t, `SessionResponse{Session:""}`, knotclient.SessionResponse{}.String(), "an empty ID shows as empty")
 }

@@ -56,7 +56,8 @@
 //   - six subscriptions (one is [SubscriptionID]) and five detected accounts.
 //   - the external_user_id [UnknownUserID] gets USER_NOT_FOUND.
 //
-// POST /card decrypts the JWE (RSA-OAEP-256 + A256GCM, kid from GET /jwe/key)
-// with the standard library and validates the card payload, so a client's
-// JWE encoding is really exercised.
+// POST /card decrypts the JWE (RSA-OAEP-256 + A256GCM, kid from GET /jwe/key;
+// any other protected header member is refused) with the standard library
+// and validates the card payload, so a client's JWE encoding is really
+// exercised; [Server.Cards] lists the cards it accepted.
 package knottest

@@ -2,7 +2,6 @@ package knottest
 
 import (
 	"bytes"
-	"compress/flate"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -12,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"regexp"
@@ -28,6 +28,69 @@ type jweKey struct {
 	key  *rsa.PrivateKey
 	kid  string
 	err  error
+
+	mu    sync.Mutex
+	cards []Card // accepted by POST /card, in order
+}
+
+// Card is a card POST /card accepted, as the server decrypted it. It holds
+// card data in clear: it is for assertions in tests, and formats as a
+// placeholder (without Payload) under every fmt verb and log/slog handler.
+type Card struct {
+	// TaskID is the CardSwitcher task_id ("" for CardUpdater).
+	TaskID string
+	// ExternalUserID and MerchantID are set for CardUpdater.
+	ExternalUserID string
+	MerchantID     int64
+	// KeyID is the kid of the JWE; "" for the plain JSON variant.
+	KeyID string
+	// Payload is the card payload ({"user": ..., "card": ...}): the JWE's
+	// decrypted plaintext, or the user and card of the plain variant.
+	Payload json.RawMessage
+}
+
+// String describes the card without its payload.
+func (c Card) String() string {
+	return fmt.Sprintf("knottest.Card{TaskID:%q ExternalUserID:%q MerchantID:%d KeyID:%q Payload:REDACTED}",
+		c.TaskID, c.ExternalUserID, c.MerchantID, c.KeyID)
+}
+
+// GoString is String.
+func (c Card) GoString() string { return c.String() }
+
+// Format writes String for every verb.
+func (c Card) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
+
+// LogValue makes log/slog record String.
+func (c Card) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// Decode decodes Payload into v.
+func (c Card) Decode(v any) error {
+	if err := json.Unmarshal(c.Payload, v); err != nil {
+		return fmt.Errorf("knottest: card payload: %w", err)
+	}
+	return nil
+}
+
+// Cards returns the cards POST /card accepted, in arrival order. Requests
+// Knot would refuse (bad JWE, invalid card) are not in it. Reset does not
+// clear it.
+func (s *Server) Cards() []Card {
+	j := &s.api.jwe
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := make([]Card, len(j.cards))
+	for i, c := range j.cards {
+		c.Payload = bytes.Clone(c.Payload)
+		out[i] = c
+	}
+	return out
+}
+
+func (k *jweKey) record(c Card) {
+	k.mu.Lock()
+	k.cards = append(k.cards, c)
+	k.mu.Unlock()
 }
 
 func (k *jweKey) get() (*rsa.PrivateKey, string, error) {
@@ -69,9 +132,10 @@ func invalidJWE(format string, args ...any) *apiError {
 	return newAPIError(http.StatusBadRequest, typeInvalidRequest, codeInvalidJWE, format, args...)
 }
 
-// decryptJWE decrypts a compact JWE made with the key of GET /jwe/key:
-// RSA-OAEP-256 key wrapping, A256GCM content encryption, the key's kid in
-// the protected header, optional DEFLATE compression ("zip":"DEF").
+// decryptJWE decrypts a compact JWE made with the key of GET /jwe/key,
+// with the standard library only (independently of the go-jose code that
+// knotclient encrypts with): RSA-OAEP-256 key wrapping, A256GCM content
+// encryption, the key's kid in the protected header, nothing else.
 func (a *api) decryptJWE(compact string) ([]byte, *apiError) {
 	key, kid, err := a.jwe.get()
 	if err != nil {
@@ -87,24 +151,32 @@ func (a *api) decryptJWE(compact string) ([]byte, *apiError) {
 			return nil, invalidJWE("The jwe part %d is not base64url.", i+1)
 		}
 	}
-	var hdr struct {
-		Alg string `json:"alg"`
-		Enc string `json:"enc"`
-		Kid string `json:"kid"`
-		Zip string `json:"zip"`
-	}
+	// The protected header must say exactly what Knot documents: alg
+	// RSA-OAEP-256, enc A256GCM, the current kid. Any other member (zip,
+	// crit, jku, ...) is refused rather than interpreted.
+	var hdr map[string]any
 	if err := json.Unmarshal(dec[0], &hdr); err != nil {
-		return nil, invalidJWE("The jwe protected header is not JSON.")
+		return nil, invalidJWE("The jwe protected header is not a JSON object.")
 	}
+	for name := range hdr {
+		switch name {
+		case "alg", "enc", "kid", "typ", "cty":
+		default:
+			return nil, invalidJWE("The jwe protected header member %q is not supported.", shortName(name))
+		}
+	}
+	alg, _ := hdr["alg"].(string)
+	enc, _ := hdr["enc"].(string)
+	hdrKid, _ := hdr["kid"].(string)
 	switch {
-	case hdr.Alg != "RSA-OAEP-256":
+	case alg != "RSA-OAEP-256":
 		return nil, invalidJWE("The jwe alg must be RSA-OAEP-256.")
-	case hdr.Enc != "A256GCM":
+	case enc != "A256GCM":
 		return nil, invalidJWE("The jwe enc must be A256GCM.")
-	case hdr.Kid != kid:
+	case hdrKid == "":
+		return nil, invalidJWE("The jwe protected header has no kid.")
+	case hdrKid != kid:
 		return nil, invalidJWE("The jwe kid does not match the current key.")
-	case hdr.Zip != "" && hdr.Zip != "DEF":
-		return nil, invalidJWE("The jwe zip must be DEF.")
 	}
 	cek, err := rsa.DecryptOAEP(sha256.New(), nil, key, dec[1], nil)
 	if err != nil || len(cek) != 32 {
@@ -121,12 +193,6 @@ func (a *api) decryptJWE(compact string) ([]byte, *apiError) {
 	plain, err := gcm.Open(nil, dec[2], append(dec[3], dec[4]...), []byte(parts[0]))
 	if err != nil {
 		return nil, invalidJWE("The jwe could not be decrypted.")
-	}
-	if hdr.Zip == "DEF" {
-		plain, err = io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(plain)), maxBody))
-		if err != nil {
-			return nil, invalidJWE("The jwe payload could not be decompressed.")
-		}
 	}
 	return plain, nil
 }
@@ -151,6 +217,13 @@ func (a *api) card(c *call) (int, any) {
 		must(f.str("card_name", false))
 		must(f.str("customer_name", false))
 	}
+	rec := Card{}
+	if f.has("task_id") {
+		rec.TaskID = rawText(f["task_id"])
+	} else {
+		rec.ExternalUserID = must(f.str("external_user_id", true))
+		rec.MerchantID, _ = must2(f.integer("merchant_id", true))
+	}
 	if f.has("jwe") {
 		plain := must(a.decryptJWE(must(f.str("jwe", true))))
 		payload, e := decodeObject(plain)
@@ -161,12 +234,17 @@ func (a *api) card(c *call) (int, any) {
 			e.Code = codeInvalidJWE
 			check(e)
 		}
+		_, rec.KeyID, _ = a.jwe.get()
+		rec.Payload = plain
+		a.jwe.record(rec)
 		return http.StatusOK, success
 	}
 	if !f.has("card") && !f.has("user") {
 		check(required("jwe"))
 	}
 	check(validateCard(f))
+	rec.Payload, _ = json.Marshal(map[string]json.RawMessage{"user": f["user"], "card": f["card"]})
+	a.jwe.record(rec)
 	return http.StatusOK, success
 }
 
@@ -269,6 +347,23 @@ func validateCard(f fields) *apiError {
 		}
 	}()
 	return out
+}
+
+// rawText is a JSON string's value or a number's text.
+func rawText(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+// shortName cuts a header member name for an error message.
+func shortName(s string) string {
+	if len(s) > 32 {
+		return strings.ToValidUTF8(s[:32], "") + "..."
+	}
+	return s
 }
 
 func maxLen(name, v string, n int) {
