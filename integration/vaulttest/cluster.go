@@ -300,9 +300,10 @@ func (c *Cluster) Kill(ctx context.Context, n *Node) error {
 	return nil
 }
 
-// Restart starts a killed node again with its Raft data, points the proxy
-// at its (possibly new) port, unseals it and waits until it is an unsealed
-// member again. Restarting a running node does nothing.
+// Restart starts a killed node again with its Raft data and points the
+// proxy at its (possibly new) port. Like any Vault server with a Shamir seal
+// it comes back sealed: call [Cluster.Unseal]. Restarting a running node
+// does nothing.
 func (c *Cluster) Restart(ctx context.Context, n *Node) error {
 	n.mu.Lock()
 	if n.running {
@@ -322,10 +323,7 @@ func (c *Cluster) Restart(ctx context.Context, n *Node) error {
 	if err := waitResponding(ctx, n.Addr()); err != nil {
 		return fmt.Errorf("vaulttest: restart %s: %w", n.Name, err)
 	}
-	if err := c.Unseal(ctx, n); err != nil {
-		return err
-	}
-	c.logf("vaulttest: cluster node %s restarted and unsealed in %s", n.Name, time.Since(start).Round(time.Millisecond))
+	c.logf("vaulttest: cluster node %s restarted (sealed) in %s", n.Name, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -365,7 +363,9 @@ func (c *Cluster) Unpause(ctx context.Context, n *Node) error {
 	return nil
 }
 
-// Seal seals the node through sys/seal (an active node steps down first).
+// Seal seals the node through sys/seal. Vault seals only an active node
+// (which steps down, so a standby takes over) and refuses to seal a standby;
+// to get a sealed cluster, kill and restart every node.
 func (c *Cluster) Seal(ctx context.Context, n *Node) error {
 	if !n.Running() {
 		return ErrNodeNotRunning

@@ -1,0 +1,623 @@
+package integration_test
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/api/auth/approle"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/knotmtls/knotmtls/integration/vaulttest"
+	"github.com/knotmtls/knotmtls/knotclient"
+	"github.com/knotmtls/knotmtls/knotclient/knottest"
+	"github.com/knotmtls/knotmtls/provider"
+	"github.com/knotmtls/knotmtls/vaultsource"
+)
+
+// Fault scenarios (ha, seal, quota, long outage) share the helpers below;
+// their names start with "fault". Each scenario logs one "figures:" line:
+// Knot calls, failed calls, p99 latency, Vault requests during the fault
+// (by status), recovery time.
+
+// faultReq is one Vault request as the library's client sent it.
+type faultReq struct {
+	at         time.Time
+	status     int // 0: no response (transport error)
+	retryAfter string
+}
+
+// faultCounter is an http.RoundTripper that records every Vault request
+// (each vault/api retry included) with its time and status.
+type faultCounter struct {
+	base *http.Transport
+	mu   sync.Mutex
+	reqs []faultReq
+}
+
+func newFaultCounter(t *testing.T) *faultCounter {
+	c := &faultCounter{base: cleanhttp.DefaultPooledTransport()}
+	t.Cleanup(c.base.CloseIdleConnections)
+	return c
+}
+
+func (c *faultCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	at := time.Now()
+	resp, err := c.base.RoundTrip(r)
+	rec := faultReq{at: at}
+	if resp != nil {
+		rec.status = resp.StatusCode
+		rec.retryAfter = resp.Header.Get("Retry-After")
+	}
+	c.mu.Lock()
+	c.reqs = append(c.reqs, rec)
+	c.mu.Unlock()
+	return resp, err
+}
+
+// between returns the requests sent in [from, to).
+func (c *faultCounter) between(from, to time.Time) []faultReq {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []faultReq
+	for _, r := range c.reqs {
+		if !r.at.Before(from) && r.at.Before(to) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// faultStatuses summarises requests by status: "200=3 503=6 err=1".
+func faultStatuses(reqs []faultReq) string {
+	by := map[int]int{}
+	for _, r := range reqs {
+		by[r.status]++
+	}
+	codes := make([]int, 0, len(by))
+	for c := range by {
+		codes = append(codes, c)
+	}
+	sort.Ints(codes)
+	parts := make([]string, 0, len(codes))
+	for _, c := range codes {
+		name := strconv.Itoa(c)
+		if c == 0 {
+			name = "err"
+		}
+		parts = append(parts, fmt.Sprintf("%s=%d", name, by[c]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// faultOK reports whether a request got a 2xx answer.
+func faultOK(r faultReq) bool { return r.status >= 200 && r.status < 300 }
+
+// faultWindow is the outage as the client saw it: from its first failed
+// request to its first successful one after that (zero if none failed).
+func faultWindow(reqs []faultReq) (window time.Duration, failedFirst time.Time) {
+	for i, r := range reqs {
+		if faultOK(r) {
+			continue
+		}
+		for _, s := range reqs[i+1:] {
+			if faultOK(s) {
+				return s.at.Sub(r.at), r.at
+			}
+		}
+		return 0, r.at
+	}
+	return 0, time.Time{}
+}
+
+// faultLoad runs workers that call Knot every interval until stopped (or
+// for at most 10 minutes), recording latencies and failures.
+type faultLoad struct {
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	ok, failed atomic.Int64
+
+	mu       sync.Mutex
+	lat      []time.Duration
+	firstErr string
+}
+
+func startFaultLoad(call func(context.Context) error, workers int, every time.Duration) *faultLoad {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	l := &faultLoad{cancel: cancel}
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for {
+				start := time.Now()
+				err := call(ctx)
+				took := time.Since(start)
+				if ctx.Err() != nil {
+					return
+				}
+				l.mu.Lock()
+				l.lat = append(l.lat, took)
+				if err != nil && l.firstErr == "" {
+					l.firstErr = err.Error()
+				}
+				l.mu.Unlock()
+				if err != nil {
+					l.failed.Add(1)
+				} else {
+					l.ok.Add(1)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+	return l
+}
+
+// stop ends the load and waits for the workers; it is idempotent.
+func (l *faultLoad) stop() {
+	l.cancel()
+	l.wg.Wait()
+}
+
+func (l *faultLoad) calls() int64 { return l.ok.Load() + l.failed.Load() }
+
+// p99 is the 99th percentile call latency so far.
+func (l *faultLoad) p99() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lat) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), l.lat...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[(len(s)*99)/100]
+}
+
+func (l *faultLoad) firstError() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.firstErr
+}
+
+// waitOK waits until n more calls have succeeded.
+func (l *faultLoad) waitOK(t *testing.T, n int64) {
+	t.Helper()
+	target := l.ok.Load() + n
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d successful Knot calls", n), func() bool { return l.ok.Load() >= target })
+}
+
+// faultKnotCall returns a Knot call through knotclient presenting p's
+// certificate. Keep-alives are off, so every call is a new mTLS handshake
+// that asks the Provider for the certificate; retries are off, so every
+// failure counts.
+func faultKnotCall(t *testing.T, knot *knottest.Server, p *provider.Provider) func(context.Context) error {
+	t.Helper()
+	c, err := knotclient.New(knotclient.Config{
+		ClientID:     knot.ClientID(),
+		Secret:       knotclient.StaticSecret(knot.Secret()),
+		Certificates: p,
+		BaseURL:      knot.URL(),
+		RootCAs:      knot.RootCAs(),
+		MaxAttempts:  1,
+		Timeout:      10 * time.Second,
+		Transport:    &http.Transport{DisableKeepAlives: true},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return func(ctx context.Context) error {
+		_, err := c.GetJWEKey(ctx)
+		return err
+	}
+}
+
+func faultRequirements(knot *knottest.Server) provider.Requirements {
+	pool := x509.NewCertPool()
+	pool.AddCert(knot.CA())
+	return provider.Requirements{ClientID: knot.ClientID(), Roots: pool}
+}
+
+// faultProvisionKV onboards a KV identity at secret/path: key and CSR into
+// Vault, Knot signs, the certificate is imported.
+func faultProvisionKV(t *testing.T, client *api.Client, knot *knottest.Server, path string) (*vaultsource.KV, *x509.Certificate) {
+	t.Helper()
+	ctx := t.Context()
+	csr, err := vaultsource.ProvisionKV(ctx, client, "secret", path, knot.ClientID())
+	require.NoError(t, err)
+	certPEM, err := knot.SignCSR(csr)
+	require.NoError(t, err)
+	kv, err := vaultsource.NewKV(client, "secret", path)
+	require.NoError(t, err)
+	require.NoError(t, kv.ImportCertificate(ctx, faultRequirements(knot), certPEM, nil))
+	certs, err := provider.ParseCertificates(certPEM)
+	require.NoError(t, err)
+	return kv, certs[0]
+}
+
+// faultRotateKV stages a new key with WithRotate, has Knot sign it and
+// imports the certificate (a new KV version). It returns the new serial.
+func faultRotateKV(ctx context.Context, client *api.Client, knot *knottest.Server, path string) (string, error) {
+	rotator, err := vaultsource.NewKV(client, "secret", path, vaultsource.WithRotate())
+	if err != nil {
+		return "", err
+	}
+	csr, err := rotator.Provision(ctx, knot.ClientID())
+	if err != nil {
+		return "", err
+	}
+	certPEM, err := knot.SignCSR(csr)
+	if err != nil {
+		return "", err
+	}
+	if err := rotator.ImportCertificate(ctx, faultRequirements(knot), certPEM, nil); err != nil {
+		return "", err
+	}
+	certs, err := provider.ParseCertificates(certPEM)
+	if err != nil {
+		return "", err
+	}
+	return provider.SerialHex(certs[0]), nil
+}
+
+// faultFailure is one failed refresh reported by the Provider.
+type faultFailure struct {
+	at      time.Time
+	err     error
+	retryIn time.Duration
+}
+
+// faultProvider is a Provider whose refresh failures are recorded.
+type faultProvider struct {
+	*provider.Provider
+	mu    sync.Mutex
+	fails []faultFailure
+}
+
+func newFaultProvider(t *testing.T, src provider.CertificateSource, knot *knottest.Server, opts ...provider.Option) *faultProvider {
+	t.Helper()
+	fp := &faultProvider{}
+	opts = append([]provider.Option{
+		provider.WithRequirements(faultRequirements(knot)),
+		provider.OnRefreshFailed(func(err error, _ int, retryIn time.Duration) {
+			fp.mu.Lock()
+			fp.fails = append(fp.fails, faultFailure{at: time.Now(), err: err, retryIn: retryIn})
+			fp.mu.Unlock()
+		}),
+	}, opts...)
+	p, err := provider.New(src, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	fp.Provider = p
+	return fp
+}
+
+// failuresBetween returns the failures reported in [from, to).
+func (fp *faultProvider) failuresBetween(from, to time.Time) []faultFailure {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	var out []faultFailure
+	for _, f := range fp.fails {
+		if !f.at.Before(from) && f.at.Before(to) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// recoveredAfter reports whether the Provider's last refresh succeeded
+// after t.
+func (fp *faultProvider) recoveredAfter(t time.Time) bool {
+	s := fp.Status()
+	return s.Failures == 0 && s.LastSuccess.After(t)
+}
+
+// assertBackoff checks that retry delays never shrink while failing and
+// stay under the cap.
+func assertBackoff(t *testing.T, fails []faultFailure, limit time.Duration) []time.Duration {
+	t.Helper()
+	delays := make([]time.Duration, 0, len(fails))
+	for i, f := range fails {
+		delays = append(delays, f.retryIn.Round(time.Millisecond))
+		assert.LessOrEqual(t, f.retryIn, limit, "backoff is capped")
+		if i > 0 {
+			assert.GreaterOrEqual(t, f.retryIn, fails[i-1].retryIn, "backoff never shrinks while failing")
+		}
+	}
+	return delays
+}
+
+// vaultAPIAttempts is how many requests vault/api sends for one call that
+// keeps failing with a retryable status: the first and its default 2
+// retries. A refresh attempt may cost up to this many Vault requests.
+const vaultAPIAttempts = 3
+
+// haEnv is a Raft cluster reached through its proxy, a counting client for
+// the library and a fake Knot.
+type haEnv struct {
+	cluster *vaulttest.Cluster
+	root    *api.Client // through the proxy, not counted
+	client  *api.Client // through the proxy, counted: what the library uses
+	counter *faultCounter
+	knot    *knottest.Server
+}
+
+func haStart(t *testing.T) *haEnv {
+	t.Helper()
+	start := time.Now()
+	c := vaulttest.StartClusterTest(t)
+	t.Logf("cluster ready in %s", time.Since(start).Round(time.Millisecond))
+	root, err := c.Client()
+	require.NoError(t, err)
+	counter := newFaultCounter(t)
+	client, err := c.ClientWith(counter)
+	require.NoError(t, err)
+	return &haEnv{cluster: c, root: root, client: client, counter: counter, knot: knottest.NewTestServer(t)}
+}
+
+// haKillActive kills the active node and waits for a new one; it returns
+// the killed node, the new active node, when the kill was issued and when
+// the harness first saw the new leader.
+func (e *haEnv) haKillActive(t *testing.T) (killed, elected *vaulttest.Node, killedAt, electedAt time.Time) {
+	t.Helper()
+	ctx := t.Context()
+	killed, err := e.cluster.Active(ctx)
+	require.NoError(t, err)
+	killedAt = time.Now()
+	require.NoError(t, e.cluster.Kill(ctx, killed))
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	elected, took, err := e.cluster.WaitActive(wctx, killed)
+	require.NoError(t, err)
+	electedAt = time.Now()
+	t.Logf("killed active %s at %s; %s active %s after the kill (harness polls every 50 ms)",
+		killed.Name, killedAt.Format("15:04:05.000"), elected.Name, electedAt.Sub(killedAt).Round(time.Millisecond))
+	_ = took
+	return killed, elected, killedAt, electedAt
+}
+
+// haRejoin restarts and unseals a killed node and checks it rejoined as a
+// standby.
+func (e *haEnv) haRejoin(t *testing.T, n *vaulttest.Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	require.NoError(t, e.cluster.Restart(ctx, n))
+	h, err := n.Health(ctx)
+	require.NoError(t, err)
+	assert.True(t, h.Sealed, "a restarted node comes back sealed")
+	require.NoError(t, e.cluster.Unseal(ctx, n))
+	var hs vaulttest.NodeHealth
+	waitFor(t, 60*time.Second, n.Name+" to rejoin as a standby", func() bool {
+		hs, err = n.Health(ctx)
+		return err == nil && hs.Initialized && !hs.Sealed && hs.Standby
+	})
+}
+
+// TestHACluster runs the Raft HA scenarios against one 3-node cluster
+// behind a loopback TCP proxy, each under 8 workers calling Knot over mTLS
+// through knotclient with a Provider on a vaultsource.KV source.
+func TestHACluster(t *testing.T) {
+	requireBackendPossible(t, vaulttest.BackendContainer)
+	e := haStart(t)
+
+	// Kill the active node that the proxy sends the client to: its
+	// connections die, the proxy fails over to a standby that answers
+	// 500/503 until a new leader is elected.
+	t.Run("kill active", func(t *testing.T) {
+		testStart := time.Now()
+		ctx := t.Context()
+		const poll = 500 * time.Millisecond
+		const backoffMax = 2 * time.Second
+		kv, leaf := faultProvisionKV(t, e.client, e.knot, "knot/ha-kill")
+		fp := newFaultProvider(t, kv, e.knot, provider.WithPollInterval(poll), provider.WithJitter(0),
+			provider.WithBackoff(250*time.Millisecond, backoffMax), provider.WithFetchTimeout(5*time.Second))
+		call := faultKnotCall(t, e.knot, fp.Provider)
+		require.NoError(t, call(ctx))
+		load := startFaultLoad(call, 8, 100*time.Millisecond)
+		defer load.stop()
+		load.waitOK(t, 40)
+
+		active, err := e.cluster.Active(ctx)
+		require.NoError(t, err)
+		require.Equal(t, "http://"+e.cluster.Proxy().Backends()[0], active.Addr(),
+			"the proxy's first choice is the active node, so the kill hits the client's path")
+		killed, _, killedAt, electedAt := e.haKillActive(t)
+		recoveredIn := waitFor(t, 60*time.Second, "the provider to recover after the election", func() bool {
+			return fp.recoveredAfter(electedAt)
+		})
+		recoveredAt := time.Now()
+		load.waitOK(t, 16)
+		load.stop()
+
+		reqs := e.counter.between(killedAt, recoveredAt)
+		fails := fp.failuresBetween(killedAt, recoveredAt)
+		window, _ := faultWindow(reqs)
+		st := fp.Status()
+		assert.Zero(t, load.failed.Load(), "failed Knot calls (first: %s)", load.firstError())
+		require.NotEmpty(t, fails, "the election was seen by the provider (else this test proves nothing)")
+		for _, f := range fails {
+			assert.ErrorIs(t, f.err, vaultsource.ErrUnavailable, "a typed error says Vault is unavailable")
+		}
+		delays := assertBackoff(t, fails, backoffMax)
+		assert.LessOrEqual(t, len(reqs), vaultAPIAttempts*(len(fails)+1), "no tight retry loop: at most one vault/api call per refresh attempt")
+		assert.True(t, st.Valid)
+		assert.Equal(t, provider.SerialHex(leaf), provider.SerialHex(st.Bundle.Leaf()), "the cached certificate kept serving")
+
+		e.haRejoin(t, killed)
+		t.Logf("figures: scenario=kill-active(proxy target) calls=%d failed=%d p99=%s election(harness)=%s election(client window)=%s vault_requests_during_fault=%d (%s) refresh_failures=%d retry_delays=%v recovery_after_kill=%s recovery_after_election=%s wall=%s proxy=%+v",
+			load.calls(), load.failed.Load(), load.p99().Round(time.Millisecond),
+			electedAt.Sub(killedAt).Round(time.Millisecond), window.Round(time.Millisecond),
+			len(reqs), faultStatuses(reqs), len(fails), delays,
+			recoveredAt.Sub(killedAt).Round(time.Millisecond), recoveredIn.Round(time.Millisecond),
+			time.Since(testStart).Round(time.Second), e.cluster.Proxy().Stats())
+	})
+
+	// A new certificate is imported right after the new leader is elected:
+	// the Provider picks it up within one poll interval of its recovery.
+	t.Run("rotation after election", func(t *testing.T) {
+		testStart := time.Now()
+		ctx := t.Context()
+		const poll = 500 * time.Millisecond
+		const path = "knot/ha-rotate"
+		kv, leaf := faultProvisionKV(t, e.client, e.knot, path)
+		fp := newFaultProvider(t, kv, e.knot, provider.WithPollInterval(poll), provider.WithJitter(0),
+			provider.WithBackoff(250*time.Millisecond, 2*time.Second), provider.WithFetchTimeout(5*time.Second))
+		call := faultKnotCall(t, e.knot, fp.Provider)
+		require.NoError(t, call(ctx))
+		load := startFaultLoad(call, 8, 100*time.Millisecond)
+		defer load.stop()
+		load.waitOK(t, 40)
+
+		killed, _, killedAt, electedAt := e.haKillActive(t)
+		// The operator's import goes through the same proxy; right after an
+		// election the first write may still meet a standby that has not
+		// seen the new leader, so it is retried (bounded).
+		var serialB string
+		var importErr error
+		importAttempts := 0
+		waitFor(t, 30*time.Second, "the rotation import to succeed", func() bool {
+			importAttempts++
+			serialB, importErr = faultRotateKV(ctx, e.root, e.knot, path)
+			if importErr != nil {
+				t.Logf("import attempt %d: %v", importAttempts, importErr)
+				time.Sleep(200 * time.Millisecond)
+			}
+			return importErr == nil
+		})
+		importedAt := time.Now()
+		pickedUp := waitFor(t, 30*time.Second, "the new serial at Knot", func() bool { return serialSeen(e.knot, serialB) })
+		pickedAt := time.Now()
+		recovered := fp.Status().LastSuccess
+		load.waitOK(t, 16)
+		load.stop()
+
+		fails := fp.failuresBetween(killedAt, pickedAt)
+		reqs := e.counter.between(killedAt, pickedAt)
+		assert.Zero(t, load.failed.Load(), "failed Knot calls (first: %s)", load.firstError())
+		assert.NotEqual(t, provider.SerialHex(leaf), serialB)
+		assert.Equal(t, serialB, provider.SerialHex(fp.Status().Bundle.Leaf()))
+		// The poll that sees the new version comes at most one interval
+		// after the provider is healthy again (or after the import, if it
+		// already was); then the next handshake presents the new serial.
+		healthyAt := importedAt
+		if len(fails) > 0 && fails[len(fails)-1].at.After(importedAt) {
+			healthyAt = fails[len(fails)-1].at.Add(fails[len(fails)-1].retryIn)
+		}
+		assert.LessOrEqual(t, pickedAt.Sub(healthyAt), poll+time.Second,
+			"new serial seen within one poll interval (+1 s for the fetch and the next handshake)")
+
+		e.haRejoin(t, killed)
+		t.Logf("figures: scenario=rotation-after-election calls=%d failed=%d p99=%s election(harness)=%s import_attempts=%d import_done_after_election=%s new_serial_seen_after_import=%s (poll %s) refresh_failures=%d vault_requests_during_fault=%d (%s) last_success=%s wall=%s",
+			load.calls(), load.failed.Load(), load.p99().Round(time.Millisecond),
+			electedAt.Sub(killedAt).Round(time.Millisecond), importAttempts,
+			importedAt.Sub(electedAt).Round(time.Millisecond), pickedUp.Round(time.Millisecond), poll,
+			len(fails), len(reqs), faultStatuses(reqs), recovered.Format("15:04:05.000"),
+			time.Since(testStart).Round(time.Second))
+	})
+
+	// AppRole with short TTLs: the token is renewed and replaced by new
+	// logins across the election, and the source keeps reading with it.
+	t.Run("approle renewal and re-login across election", func(t *testing.T) {
+		testStart := time.Now()
+		ctx := t.Context()
+		const path = "knot/ha-auth"
+		faultProvisionKV(t, e.root, e.knot, path)
+		require.NoError(t, e.root.Sys().PutPolicyWithContext(ctx, "knot-ha-read", `
+path "secret/data/knot/ha-auth"     { capabilities = ["read"] }
+path "secret/metadata/knot/ha-auth" { capabilities = ["read"] }
+`))
+		require.NoError(t, e.root.Sys().EnableAuthWithOptionsWithContext(ctx, "approle", &api.EnableAuthOptions{Type: "approle"}))
+		_, err := e.root.Logical().WriteWithContext(ctx, "auth/approle/role/knot-ha", map[string]any{
+			"token_policies": "knot-ha-read", "token_ttl": "4s", "token_max_ttl": "12s",
+		})
+		require.NoError(t, err)
+		s, err := e.root.Logical().ReadWithContext(ctx, "auth/approle/role/knot-ha/role-id")
+		require.NoError(t, err)
+		roleID := s.Data["role_id"].(string)
+		s, err = e.root.Logical().WriteWithContext(ctx, "auth/approle/role/knot-ha/secret-id", nil)
+		require.NoError(t, err)
+		secretID := s.Data["secret_id"].(string)
+
+		counter := newFaultCounter(t)
+		shared, err := e.cluster.ClientWith(counter)
+		require.NoError(t, err)
+		shared.ClearToken()
+		method, err := vaultsource.AppRole(roleID, &approle.SecretID{FromString: secretID})
+		require.NoError(t, err)
+		var evMu sync.Mutex
+		var events []string
+		auth, err := vaultsource.NewAuth(shared, method,
+			vaultsource.WithLoginBackoff(250*time.Millisecond, 2*time.Second),
+			vaultsource.WithLoginTimeout(5*time.Second),
+			vaultsource.OnAuthEvent(func(ev vaultsource.AuthEvent) {
+				evMu.Lock()
+				events = append(events, fmt.Sprintf("%s+%s", ev.Kind, time.Since(testStart).Round(100*time.Millisecond)))
+				evMu.Unlock()
+			}))
+		require.NoError(t, err)
+		require.NoError(t, auth.Start(ctx))
+		t.Cleanup(func() { _ = auth.Close() })
+
+		kv, err := vaultsource.NewKV(shared, "secret", path, vaultsource.WithRelogin(auth))
+		require.NoError(t, err)
+		fp := newFaultProvider(t, kv, e.knot, provider.WithPollInterval(500*time.Millisecond), provider.WithJitter(0),
+			provider.WithBackoff(250*time.Millisecond, 2*time.Second), provider.WithFetchTimeout(5*time.Second))
+		call := faultKnotCall(t, e.knot, fp.Provider)
+		require.NoError(t, call(ctx))
+		load := startFaultLoad(call, 8, 100*time.Millisecond)
+		defer load.stop()
+		waitFor(t, 30*time.Second, "a token renewal before the fault", func() bool { return auth.Status().Renewals >= 1 })
+		before := auth.Status()
+
+		killed, _, killedAt, electedAt := e.haKillActive(t)
+		// The token issued before the election reaches its 12 s max TTL
+		// after it, so a re-login must happen on the new leader; renewals
+		// resume on the new token.
+		waitFor(t, 45*time.Second, "a login and a renewal after the election", func() bool {
+			st := auth.Status()
+			return st.LoggedIn && st.LastLogin.After(electedAt) && st.LastRenewal.After(st.LastLogin) && fp.recoveredAfter(st.LastLogin)
+		})
+		doneAt := time.Now()
+		after := auth.Status()
+		load.waitOK(t, 16)
+		load.stop()
+
+		// The source reads with the current token.
+		_, err = kv.Version(ctx)
+		require.NoError(t, err)
+		reqs := counter.between(killedAt, doneAt)
+		assert.Zero(t, load.failed.Load(), "failed Knot calls (first: %s)", load.firstError())
+		assert.Greater(t, after.Logins, before.Logins, "re-logged in")
+		assert.Greater(t, after.Renewals, before.Renewals, "renewed")
+		assert.Zero(t, after.ConsecutiveFailures)
+		assert.True(t, fp.Status().Valid)
+
+		e.haRejoin(t, killed)
+		evMu.Lock()
+		evs := strings.Join(events, " ")
+		evMu.Unlock()
+		t.Logf("figures: scenario=approle-across-election calls=%d failed=%d p99=%s election(harness)=%s logins=%d->%d renewals=%d->%d login_failures=%d->%d vault_requests_during_fault=%d (%s) relogin_and_renewal_done_after_kill=%s wall=%s events=[%s]",
+			load.calls(), load.failed.Load(), load.p99().Round(time.Millisecond),
+			electedAt.Sub(killedAt).Round(time.Millisecond),
+			before.Logins, after.Logins, before.Renewals, after.Renewals, before.LoginFailures, after.LoginFailures,
+			len(reqs), faultStatuses(reqs), doneAt.Sub(killedAt).Round(time.Millisecond),
+			time.Since(testStart).Round(time.Second), evs)
+	})
+}
