@@ -1,0 +1,122 @@
+package integration_test
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/knotmtls/knotmtls/integration/vaulttest"
+	"github.com/knotmtls/knotmtls/knotclient/knottest"
+	"github.com/knotmtls/knotmtls/provider"
+	"github.com/knotmtls/knotmtls/vaultsource"
+)
+
+// TestRateLimitQuotaUnderLoad puts a Vault rate-limit quota (response
+// headers on) on the KV mount while 8 workers call Knot: polls meet 429
+// with Retry-After, the Provider backs off without a tight retry loop
+// (requests counted and spaced), the certificate keeps serving, and once
+// the quota is removed the Provider recovers. It reports whether the gap
+// after each 429 honoured its Retry-After.
+func TestRateLimitQuotaUnderLoad(t *testing.T) {
+	testStart := time.Now()
+	v := vaulttest.StartTest(t)
+	ctx := t.Context()
+	root, err := v.Client()
+	require.NoError(t, err)
+	counter := newFaultCounter(t)
+	client, err := v.ClientWith(counter)
+	require.NoError(t, err)
+	knot := knottest.NewTestServer(t)
+
+	const poll = 250 * time.Millisecond
+	const backoffMax = 4 * time.Second
+	kv, leaf := faultProvisionKV(t, client, knot, "knot/quota")
+	fp := newFaultProvider(t, kv, knot, provider.WithPollInterval(poll), provider.WithJitter(0),
+		provider.WithBackoff(500*time.Millisecond, backoffMax), provider.WithFetchTimeout(5*time.Second))
+	call := faultKnotCall(t, knot, fp.Provider)
+	require.NoError(t, call(ctx))
+	load := startFaultLoad(call, 8, 100*time.Millisecond)
+	defer load.stop()
+	load.waitOK(t, 40)
+
+	_, err = root.Logical().WriteWithContext(ctx, "sys/quotas/config", map[string]any{"enable_rate_limit_response_headers": true})
+	require.NoError(t, err)
+	_, err = root.Logical().WriteWithContext(ctx, "sys/quotas/rate-limit/knot-kv", map[string]any{
+		"path": "secret/", "rate": 1, "interval": "5s",
+	})
+	require.NoError(t, err)
+	quotaAt := time.Now()
+
+	is429 := func(f faultFailure) bool {
+		var ve *vaultsource.Error
+		return errors.As(f.err, &ve) && ve.Status == http.StatusTooManyRequests
+	}
+	waitFor(t, 40*time.Second, "three refresh failures with 429", func() bool {
+		n := 0
+		for _, f := range fp.failuresBetween(quotaAt, time.Now()) {
+			if is429(f) {
+				n++
+			}
+		}
+		return n >= 3
+	})
+	st := fp.Status()
+	_, err = root.Logical().DeleteWithContext(ctx, "sys/quotas/rate-limit/knot-kv")
+	require.NoError(t, err)
+	liftedAt := time.Now()
+	recovered := waitFor(t, 30*time.Second, "the provider to recover after the quota is lifted", func() bool {
+		return fp.recoveredAfter(liftedAt)
+	})
+	load.waitOK(t, 16)
+	load.stop()
+
+	reqs := counter.between(quotaAt, liftedAt)
+	fails := fp.failuresBetween(quotaAt, liftedAt)
+	var limited, withHeader, honoured int
+	minGap := time.Duration(1<<63 - 1)
+	for i, r := range reqs {
+		if i > 0 {
+			minGap = min(minGap, r.at.Sub(reqs[i-1].at))
+		}
+		if r.status != http.StatusTooManyRequests {
+			continue
+		}
+		limited++
+		secs, err := strconv.Atoi(r.retryAfter)
+		if err != nil || i+1 >= len(reqs) {
+			continue
+		}
+		withHeader++
+		if reqs[i+1].at.Sub(r.at) >= time.Duration(secs)*time.Second {
+			honoured++
+		}
+	}
+	window := liftedAt.Sub(quotaAt)
+
+	assert.Zero(t, load.failed.Load(), "failed Knot calls (first: %s)", load.firstError())
+	require.GreaterOrEqual(t, limited, 3, "Vault answered 429")
+	assert.Positive(t, withHeader, "429 carries Retry-After with response headers on")
+	for _, f := range fails {
+		if is429(f) {
+			assert.ErrorIs(t, f.err, vaultsource.ErrUnavailable, "429 is classified as unavailable")
+		}
+	}
+	// No tight loop: requests are spaced by at least half a poll interval
+	// (vault/api waits ≥ 1 s between its own retries), and their number
+	// stays within what one request per half poll interval allows.
+	assert.GreaterOrEqual(t, minGap, poll/2, "smallest gap between Vault requests")
+	assert.LessOrEqual(t, len(reqs), int(window/(poll/2))+1, "Vault requests under the quota")
+	assert.True(t, st.Valid)
+	assert.Equal(t, provider.SerialHex(leaf), provider.SerialHex(st.Bundle.Leaf()), "the certificate kept serving")
+	assert.LessOrEqual(t, recovered, backoffMax+4*time.Second, "recovery after the quota is lifted")
+
+	t.Logf("figures: scenario=rate-limit-quota calls=%d failed=%d p99=%s quota_for=%s vault_requests_under_quota=%d (%s) min_gap=%s refresh_failures=%d retry_after_honoured=%d/%d (429s with Retry-After and a next request) recovery_after_lift=%s wall=%s",
+		load.calls(), load.failed.Load(), load.p99().Round(time.Millisecond), window.Round(time.Millisecond),
+		len(reqs), faultStatuses(reqs), minGap.Round(time.Millisecond), len(fails), honoured, withHeader,
+		recovered.Round(time.Millisecond), time.Since(testStart).Round(time.Second))
+}
