@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/knotmtls/knotmtls/integration/vaulttest"
 	"github.com/knotmtls/knotmtls/provider"
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
@@ -27,7 +26,6 @@ import (
 // seal a standby, so a sealed cluster is what every Shamir-sealed cluster
 // is after a full restart: every node killed, started again, sealed.
 func TestSealedClusterUnderLoad(t *testing.T) {
-	requireBackendPossible(t, vaulttest.BackendContainer)
 	testStart := time.Now()
 	e := haStart(t)
 	ctx := t.Context()
@@ -124,8 +122,10 @@ func TestSealedClusterUnderLoad(t *testing.T) {
 	assert.LessOrEqual(t, len(sealedReqs), vaultAPIAttempts*(len(fails)+1),
 		"no tight retry loop: at most one vault/api call (with its retries) per refresh attempt")
 	// One backoff step: the next attempt after the cluster is back comes at
-	// most backoffMax later, and takes well under a second.
-	assert.LessOrEqual(t, recovered, backoffMax+time.Second, "recovery within one backoff step")
+	// most backoffMax later; an attempt already in flight may still be in
+	// vault/api's retry wait (1–1.5 s per retry).
+	assert.LessOrEqual(t, recovered, backoffMax+3*time.Second,
+		"recovery within one backoff step (+ one vault/api retry cycle of an attempt in flight)")
 
 	t.Logf("figures: scenario=sealed-cluster calls=%d failed=%d p99=%s ok_calls_while_down_or_sealed=%d sealed_for=%s vault_requests_while_sealed=%d (%s) refresh_failures_while_sealed=%d retry_delays=%v unseal_to_active=%s recovery_after_active=%s status_while_sealed={failures:%d valid:%v status:%d err:%q} wall=%s (down at %s)",
 		load.calls(), load.failed.Load(), load.p99().Round(time.Millisecond), okDuring,
