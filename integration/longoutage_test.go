@@ -84,8 +84,9 @@ func TestLongVaultOutageUnderLoad(t *testing.T) {
 	assert.Positive(t, st.Failures)
 	assert.LessOrEqual(t, recovered, backoffMax+fetchTimeout+time.Second, "recovery within one backoff step (+ an attempt in flight)")
 
-	t.Logf("figures: scenario=60s-pause calls=%d failed=%d p99=%s ok_calls_during_outage=%d vault_requests_during_outage=%d (%s) refresh_failures=%d retry_delays=%v recovery_after_unpause=%s wall=%s backend=%s",
-		load.calls(), load.failed.Load(), load.p99().Round(time.Millisecond), okDuring,
+	t.Logf("figures: scenario=60s-pause calls=%d failed=%d p99=%s (before %s, during the pause %s) ok_calls_during_outage=%d vault_requests_during_outage=%d (%s) refresh_failures=%d retry_delays=%v recovery_after_unpause=%s wall=%s backend=%s",
+		load.calls(), load.failed.Load(), load.p99().Round(time.Millisecond),
+		load.p99Between(time.Time{}, pausedAt).Round(time.Millisecond), load.p99Between(pausedAt, unpausedAt).Round(time.Millisecond), okDuring,
 		len(reqs), faultStatuses(reqs), len(fails), delays, recovered.Round(time.Millisecond),
 		time.Since(testStart).Round(time.Second), v.Backend)
 }

@@ -115,8 +115,9 @@ func TestRateLimitQuotaUnderLoad(t *testing.T) {
 	assert.Equal(t, provider.SerialHex(leaf), provider.SerialHex(st.Bundle.Leaf()), "the certificate kept serving")
 	assert.LessOrEqual(t, recovered, backoffMax+4*time.Second, "recovery after the quota is lifted")
 
-	t.Logf("figures: scenario=rate-limit-quota calls=%d failed=%d p99=%s quota_for=%s vault_requests_under_quota=%d (%s) min_gap=%s refresh_failures=%d retry_after_honoured=%d/%d (429s with Retry-After and a next request) recovery_after_lift=%s wall=%s",
-		load.calls(), load.failed.Load(), load.p99().Round(time.Millisecond), window.Round(time.Millisecond),
+	t.Logf("figures: scenario=rate-limit-quota calls=%d failed=%d p99=%s (before %s, under quota %s) quota_for=%s vault_requests_under_quota=%d (%s) min_gap=%s refresh_failures=%d retry_after_honoured=%d/%d (429s with Retry-After and a next request) recovery_after_lift=%s wall=%s",
+		load.calls(), load.failed.Load(), load.p99().Round(time.Millisecond),
+		load.p99Between(time.Time{}, quotaAt).Round(time.Millisecond), load.p99Between(quotaAt, liftedAt).Round(time.Millisecond), window.Round(time.Millisecond),
 		len(reqs), faultStatuses(reqs), minGap.Round(time.Millisecond), len(fails), honoured, withHeader,
 		recovered.Round(time.Millisecond), time.Since(testStart).Round(time.Second))
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
-// TestSealedClusterUnderLoad seals a whole Raft cluster while 8 workers call
+// testSealedCluster seals a whole Raft cluster while 8 workers call
 // Knot: the cached certificate keeps serving, refreshes back off against the
 // 503 "Vault is sealed" answers (Vault requests counted), and after the
 // unseal the Provider recovers within one backoff step.
@@ -25,9 +25,11 @@ import (
 // standby takes over: a failover, covered by TestHACluster) and refuses to
 // seal a standby, so a sealed cluster is what every Shamir-sealed cluster
 // is after a full restart: every node killed, started again, sealed.
-func TestSealedClusterUnderLoad(t *testing.T) {
+//
+// It runs as the last subtest of TestHACluster, on its cluster (a cluster
+// start costs 20–40 s).
+func testSealedCluster(t *testing.T, e *haEnv) {
 	testStart := time.Now()
-	e := haStart(t)
 	ctx := t.Context()
 	const poll = 300 * time.Millisecond
 	const backoffMax = 2 * time.Second
@@ -46,6 +48,7 @@ func TestSealedClusterUnderLoad(t *testing.T) {
 	require.NotEmpty(t, standbys)
 	standbyErr := e.cluster.Seal(ctx, standbys[0])
 	require.Error(t, standbyErr, "Vault does not seal a standby")
+	assert.Contains(t, standbyErr.Error(), "cannot seal when in standby mode")
 	t.Logf("sys/seal on standby %s: %v", standbys[0].Name, standbyErr)
 
 	// Full restart: every node killed and started again, sealed.
@@ -127,8 +130,9 @@ func TestSealedClusterUnderLoad(t *testing.T) {
 	assert.LessOrEqual(t, recovered, backoffMax+3*time.Second,
 		"recovery within one backoff step (+ one vault/api retry cycle of an attempt in flight)")
 
-	t.Logf("figures: scenario=sealed-cluster calls=%d failed=%d p99=%s ok_calls_while_down_or_sealed=%d sealed_for=%s vault_requests_while_sealed=%d (%s) refresh_failures_while_sealed=%d retry_delays=%v unseal_to_active=%s recovery_after_active=%s status_while_sealed={failures:%d valid:%v status:%d err:%q} wall=%s (down at %s)",
-		load.calls(), load.failed.Load(), load.p99().Round(time.Millisecond), okDuring,
+	t.Logf("figures: scenario=sealed-cluster calls=%d failed=%d p99=%s (before %s, while sealed %s) ok_calls_while_down_or_sealed=%d sealed_for=%s vault_requests_while_sealed=%d (%s) refresh_failures_while_sealed=%d retry_delays=%v unseal_to_active=%s recovery_after_active=%s status_while_sealed={failures:%d valid:%v status:%d err:%q} wall=%s (down at %s)",
+		load.calls(), load.failed.Load(), load.p99().Round(time.Millisecond),
+		load.p99Between(time.Time{}, downAt).Round(time.Millisecond), load.p99Between(sealedAt, unsealStart).Round(time.Millisecond), okDuring,
 		unsealStart.Sub(sealedAt).Round(time.Millisecond), len(sealedReqs), faultStatuses(sealedReqs), len(fails), delays,
 		activeAt.Sub(unsealStart).Round(time.Millisecond), recovered.Round(time.Millisecond),
 		st.Failures, st.Valid, ve.Status, st.LastError.Error(), time.Since(testStart).Round(time.Second), downAt.Format("15:04:05.000"))

@@ -78,9 +78,9 @@ type Node struct {
 	// host name on the cluster's Docker network ("vault-1").
 	Name string
 
-	apiAddr string // the api_addr the other nodes use to reach this one
-	cluster *Cluster
-	r       nodeRunner
+	joinAddr string // the API address the other nodes reach this one at (raft join)
+	cluster  *Cluster
+	r        nodeRunner
 
 	mu      sync.Mutex
 	running bool
@@ -143,13 +143,15 @@ func (c *Cluster) Client() (*api.Client, error) { return c.ClientWith(nil) }
 // example one that counts requests). A nil rt gives a pooled transport whose
 // idle connections [Cluster.Terminate] closes.
 func (c *Cluster) ClientWith(rt http.RoundTripper) (*api.Client, error) {
-	return c.client(c.Addr(), rt, c.secrets.rootToken)
+	return c.client(c.Addr(), rt, c.secrets.rootToken, false)
 }
 
 // Client returns a root-token client talking to this node only (no proxy),
-// with vault/api's retries off so that each call is one request.
+// with vault/api's retries and redirects off so that each call is one
+// request answered by this node (a standby forwards it to the active node,
+// or answers 307 while it cannot).
 func (n *Node) Client() (*api.Client, error) {
-	cl, err := n.cluster.client(n.Addr(), nil, n.cluster.secrets.rootToken)
+	cl, err := n.cluster.client(n.Addr(), nil, n.cluster.secrets.rootToken, true)
 	if err != nil {
 		return nil, err
 	}
@@ -157,9 +159,10 @@ func (n *Node) Client() (*api.Client, error) {
 	return cl, nil
 }
 
-func (c *Cluster) client(addr string, rt http.RoundTripper, token string) (*api.Client, error) {
+func (c *Cluster) client(addr string, rt http.RoundTripper, token string, noRedirects bool) (*api.Client, error) {
 	cfg := api.DefaultConfig()
 	cfg.Error = nil
+	cfg.DisableRedirects = noRedirects
 	cfg.Address = addr
 	cfg.HttpClient = cleanhttp.DefaultPooledClient()
 	if rt == nil {
@@ -467,7 +470,8 @@ func (c *Cluster) updateProxy() error {
 // backend resolution as [Start] (container when Docker answers, else local
 // processes; [WithBackend] forces one). It initialises node 1 (one Shamir key
 // share), unseals it, joins the others with sys/storage/raft/join, unseals
-// them, waits until all are Raft voters, and mounts KV v2 at secret/ and
+// them, waits until all are Raft voters (10–30 s: autopilot promotes joined
+// nodes on its 10 s reconcile), and mounts KV v2 at secret/ and
 // Transit at transit/. Elections are sped up with performance_multiplier=1.
 // The caller must call [Cluster.Terminate].
 func StartCluster(ctx context.Context, opts ...Option) (*Cluster, error) {
@@ -599,7 +603,7 @@ func startClusterOn(ctx context.Context, cfg *config, newBackend newBackendFunc)
 // bootstrap initialises, unseals and joins the nodes and mounts the engines.
 func (c *Cluster) bootstrap(ctx context.Context) error {
 	first := c.Nodes[0]
-	cl, err := c.client(first.Addr(), nil, "")
+	cl, err := c.client(first.Addr(), nil, "", true)
 	if err != nil {
 		return err
 	}
@@ -628,27 +632,25 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 		return err
 	}
 	// Promote joining nodes to voters quickly (the default waits 10 s).
-	if err := root.Sys().PutRaftAutopilotConfigurationWithContext(ctx, &api.AutopilotConfig{
-		ServerStabilizationTime:        time.Second,
-		LastContactThreshold:           2 * time.Second,
-		DeadServerLastContactThreshold: 24 * time.Hour,
-		MaxTrailingLogs:                1000,
-		MinQuorum:                      ClusterSize,
+	// (A raw write: api.AutopilotConfig always sends an Enterprise-only
+	// field that Vault CE refuses.)
+	if _, err := root.Logical().WriteWithContext(ctx, "sys/storage/raft/autopilot/configuration", map[string]any{
+		"server_stabilization_time": "1s",
 	}); err != nil {
 		return fmt.Errorf("autopilot configuration: %w", err)
 	}
 	for _, n := range c.Nodes[1:] {
-		ncl, err := c.client(n.Addr(), nil, "")
+		ncl, err := c.client(n.Addr(), nil, "", true)
 		if err != nil {
 			return err
 		}
 		ncl.SetMaxRetries(0)
-		resp, err := ncl.Sys().RaftJoinWithContext(ctx, &api.RaftJoinRequest{LeaderAPIAddr: first.apiAddr})
+		resp, err := ncl.Sys().RaftJoinWithContext(ctx, &api.RaftJoinRequest{LeaderAPIAddr: first.joinAddr})
 		if err != nil {
-			return fmt.Errorf("raft join %s to %s: %w", n.Name, first.apiAddr, err)
+			return fmt.Errorf("raft join %s to %s: %w", n.Name, first.joinAddr, err)
 		}
 		if !resp.Joined {
-			return fmt.Errorf("raft join %s to %s: not joined", n.Name, first.apiAddr)
+			return fmt.Errorf("raft join %s to %s: not joined", n.Name, first.joinAddr)
 		}
 		if err := c.Unseal(ctx, n); err != nil {
 			return err
@@ -666,7 +668,9 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 	return nil
 }
 
-// waitVoters waits until autopilot reports every node as a healthy voter.
+// waitVoters waits until autopilot has promoted every node to a voter
+// (joining nodes start as non-voters; autopilot reconciles every 10 s), so
+// that the cluster keeps a quorum when one node dies.
 func (c *Cluster) waitVoters(ctx context.Context, root *api.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -677,9 +681,13 @@ func (c *Cluster) waitVoters(ctx context.Context, root *api.Client) error {
 	for {
 		st, err := root.Sys().RaftAutopilotStateWithContext(ctx)
 		if err == nil && st != nil {
-			last = fmt.Sprintf("healthy=%v voters=%v non-voters=%v", st.Healthy, st.Voters, st.NonVoters)
-			if st.Healthy && len(st.Voters) == len(c.Nodes) {
-				c.logf("vaulttest: cluster has %d healthy voters after %s", len(st.Voters), time.Since(start).Round(time.Millisecond))
+			now := fmt.Sprintf("healthy=%v voters=%v non-voters=%v", st.Healthy, st.Voters, st.NonVoters)
+			if now != last {
+				c.logf("vaulttest: autopilot after %s: %s", time.Since(start).Round(time.Millisecond), now)
+			}
+			last = now
+			if len(st.Voters) == len(c.Nodes) {
+				c.logf("vaulttest: cluster has %d voters after %s", len(st.Voters), time.Since(start).Round(time.Millisecond))
 				return nil
 			}
 		} else if err != nil {
@@ -774,13 +782,23 @@ func newContainerCluster(ctx context.Context, cfg *config) (*clusterBackend, err
 	}
 	for i := range ClusterSize {
 		name := "vault-" + strconv.Itoa(i+1)
+		// The API port is published on a loopback port chosen here, so that
+		// api_addr (where a standby redirects clients when it cannot
+		// forward) is an address the host can reach, and stays the same
+		// across restarts.
+		port, err := freePort()
+		if err != nil {
+			_ = b.closeFn(ctx)
+			return nil, err
+		}
+		hostAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		hcl := nodeConfig(name, "0.0.0.0:8200", "0.0.0.0:8201",
-			"http://"+name+":8200", "https://"+name+":8201", containerRaftPath)
+			"http://"+hostAddr, "https://"+name+":8201", containerRaftPath)
 		b.nodes = append(b.nodes, &Node{
-			Name:    name,
-			apiAddr: "http://" + name + ":8200",
+			Name:     name,
+			joinAddr: "http://" + name + ":8200",
 			r: &containerNode{
-				name: name, image: img, hcl: hcl, networkName: nw.Name,
+				name: name, image: img, hcl: hcl, networkName: nw.Name, port: port,
 				cli: tc, logf: cfg.logf, timeout: cfg.startTimeout,
 			},
 		})
@@ -792,6 +810,7 @@ func newContainerCluster(ctx context.Context, cfg *config) (*clusterBackend, err
 // API port is published on 127.0.0.1 only.
 type containerNode struct {
 	name, image, hcl, networkName string
+	port                          int // published on 127.0.0.1
 	cli                           *testcontainers.DockerClient
 	logf                          func(string, ...any)
 	timeout                       time.Duration
@@ -815,7 +834,7 @@ func (n *containerNode) start(ctx context.Context) (string, error) {
 			ContainerRequest: testcontainers.ContainerRequest{
 				Image:          n.image,
 				Cmd:            []string{"server", "-config=" + containerConfigPath},
-				ExposedPorts:   []string{"127.0.0.1::8200/tcp"},
+				ExposedPorts:   []string{"127.0.0.1:" + strconv.Itoa(n.port) + ":8200/tcp"},
 				Networks:       []string{n.networkName},
 				NetworkAliases: map[string][]string{n.networkName: {n.name}},
 				Env:            map[string]string{"VAULT_LOG_LEVEL": "info"},
@@ -974,9 +993,9 @@ func newProcessCluster(_ context.Context, cfg *config) (*clusterBackend, error) 
 			return nil, fmt.Errorf("vaulttest: node config: %w", err)
 		}
 		b.nodes = append(b.nodes, &Node{
-			Name:    name,
-			apiAddr: "http://" + addr,
-			r:       &processNode{bin: bin, conf: conf, addr: addr, home: filepath.Join(dir, name)},
+			Name:     name,
+			joinAddr: "http://" + addr,
+			r:        &processNode{bin: bin, conf: conf, addr: addr, home: filepath.Join(dir, name)},
 		})
 	}
 	return b, nil
@@ -1042,4 +1061,14 @@ func (n *processNode) logs(context.Context) (string, error) {
 		return pb.out.String(), nil
 	}
 	return "", nil
+}
+
+// freePort returns a free loopback port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("vaulttest: find free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
