@@ -634,10 +634,13 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 	// Promote joining nodes to voters quickly (the default waits 10 s).
 	// (A raw write: api.AutopilotConfig always sends an Enterprise-only
 	// field that Vault CE refuses.)
-	if _, err := root.Logical().WriteWithContext(ctx, "sys/storage/raft/autopilot/configuration", map[string]any{
-		"server_stabilization_time": "1s",
+	if err := c.retryUnavailable(ctx, "autopilot configuration", func() error {
+		_, err := root.Logical().WriteWithContext(ctx, "sys/storage/raft/autopilot/configuration", map[string]any{
+			"server_stabilization_time": "1s",
+		})
+		return err
 	}); err != nil {
-		return fmt.Errorf("autopilot configuration: %w", err)
+		return err
 	}
 	for _, n := range c.Nodes[1:] {
 		ncl, err := c.client(n.Addr(), nil, "", true)
@@ -645,12 +648,15 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 			return err
 		}
 		ncl.SetMaxRetries(0)
-		resp, err := ncl.Sys().RaftJoinWithContext(ctx, &api.RaftJoinRequest{LeaderAPIAddr: first.joinAddr})
-		if err != nil {
-			return fmt.Errorf("raft join %s to %s: %w", n.Name, first.joinAddr, err)
-		}
-		if !resp.Joined {
-			return fmt.Errorf("raft join %s to %s: not joined", n.Name, first.joinAddr)
+		what := fmt.Sprintf("raft join %s to %s", n.Name, first.joinAddr)
+		if err := c.retryUnavailable(ctx, what, func() error {
+			resp, err := ncl.Sys().RaftJoinWithContext(ctx, &api.RaftJoinRequest{LeaderAPIAddr: first.joinAddr})
+			if err == nil && !resp.Joined {
+				return errors.New("not joined")
+			}
+			return err
+		}); err != nil {
+			return err
 		}
 		if err := c.Unseal(ctx, n); err != nil {
 			return err
@@ -659,14 +665,56 @@ func (c *Cluster) bootstrap(ctx context.Context) error {
 	if err := c.waitVoters(ctx, root); err != nil {
 		return err
 	}
-	if err := root.Sys().MountWithContext(ctx, "secret", &api.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}); err != nil {
-		return fmt.Errorf("mount kv-v2 at secret/: %w", err)
-	}
-	if err := root.Sys().MountWithContext(ctx, "transit", &api.MountInput{Type: "transit"}); err != nil {
-		return fmt.Errorf("mount transit at transit/: %w", err)
+	for _, m := range []struct {
+		path string
+		in   *api.MountInput
+	}{
+		{"secret", &api.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}},
+		{"transit", &api.MountInput{Type: "transit"}},
+	} {
+		if err := c.retryUnavailable(ctx, "mount "+m.in.Type+" at "+m.path+"/", func() error {
+			mounts, err := root.Sys().ListMountsWithContext(ctx)
+			if err != nil {
+				return err
+			}
+			if _, ok := mounts[m.path+"/"]; ok {
+				return nil // an earlier attempt got through
+			}
+			return root.Sys().MountWithContext(ctx, m.path, m.in)
+		}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
+
+// retryUnavailable runs fn until it succeeds, fails with something other
+// than Vault being unavailable (a 5xx, a redirect, no answer), or 60 s pass.
+// On a loaded machine a leader with performance_multiplier=1 can lose its
+// lease and step down at any time; setup rides that out.
+func (c *Cluster) retryUnavailable(ctx context.Context, what string, fn func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		var re *api.ResponseError
+		if errors.As(err, &re) && re.StatusCode < 500 && re.StatusCode != http.StatusTemporaryRedirect {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		c.logf("vaulttest: %s: attempt %d: %v (retrying)", what, attempt, oneLineErr(err))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (last: %w)", what, ctx.Err(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// oneLineErr folds vault/api's multi-line errors for the log.
+func oneLineErr(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
 // waitVoters waits until autopilot has promoted every node to a voter
 // (joining nodes start as non-voters; autopilot reconciles every 10 s), so
