@@ -296,6 +296,7 @@ func faultRotateKV(ctx context.Context, client *api.Client, knot *knottest.Serve
 type faultFailure struct {
 	at      time.Time
 	err     error
+	n       int // consecutive failures so far, this one included
 	retryIn time.Duration
 }
 
@@ -311,9 +312,9 @@ func newFaultProvider(t *testing.T, src provider.CertificateSource, knot *knotte
 	fp := &faultProvider{}
 	opts = append([]provider.Option{
 		provider.WithRequirements(faultRequirements(knot)),
-		provider.OnRefreshFailed(func(err error, _ int, retryIn time.Duration) {
+		provider.OnRefreshFailed(func(err error, n int, retryIn time.Duration) {
 			fp.mu.Lock()
-			fp.fails = append(fp.fails, faultFailure{at: time.Now(), err: err, retryIn: retryIn})
+			fp.fails = append(fp.fails, faultFailure{at: time.Now(), err: err, n: n, retryIn: retryIn})
 			fp.mu.Unlock()
 		}),
 	}, opts...)
@@ -344,17 +345,27 @@ func (fp *faultProvider) recoveredAfter(t time.Time) bool {
 	return s.Failures == 0 && s.LastSuccess.After(t)
 }
 
-// assertBackoff checks that retry delays never shrink while failing and
-// stay under the cap.
+// assertBackoff checks the Provider's backoff between consecutive failed
+// refreshes (no success in between): each delay grows until it reaches the
+// cap, and the next attempt never comes before the delay has passed (no
+// tight loop). It returns the delays for the figures.
 func assertBackoff(t *testing.T, fails []faultFailure, limit time.Duration) []time.Duration {
 	t.Helper()
 	delays := make([]time.Duration, 0, len(fails))
 	for i, f := range fails {
 		delays = append(delays, f.retryIn.Round(time.Millisecond))
 		assert.LessOrEqual(t, f.retryIn, limit, "backoff is capped")
-		if i > 0 {
-			assert.GreaterOrEqual(t, f.retryIn, fails[i-1].retryIn, "backoff never shrinks while failing")
+		if i == 0 || f.n != fails[i-1].n+1 {
+			continue // the first failure after a success starts again
 		}
+		prev := fails[i-1]
+		if prev.retryIn < limit {
+			assert.Greater(t, f.retryIn, prev.retryIn, "backoff grows until the cap (failure %d)", f.n)
+		} else {
+			assert.Equal(t, limit, f.retryIn, "backoff stays at the cap (failure %d)", f.n)
+		}
+		assert.GreaterOrEqual(t, f.at.Sub(prev.at), prev.retryIn-20*time.Millisecond,
+			"failure %d came %s after the previous one, whose retry delay was %s", f.n, f.at.Sub(prev.at), prev.retryIn)
 	}
 	return delays
 }
@@ -493,6 +504,10 @@ func TestHACluster(t *testing.T) {
 		// in flight at the kill and the one that succeeded) is one vault/api
 		// call with at most its 2 retries.
 		assert.LessOrEqual(t, len(reqs), vaultAPIAttempts*(len(fails)+2), "Vault requests from the kill to recovery")
+		// ... and attempts come no faster than the poll interval or the
+		// first backoff step allow.
+		assert.LessOrEqual(t, len(reqs), vaultAPIAttempts*(int(recoveredAt.Sub(killedAt)/(250*time.Millisecond))+2),
+			"Vault requests per time from the kill to recovery")
 		assert.True(t, st.Valid)
 		assert.Equal(t, provider.SerialHex(leaf), provider.SerialHex(st.Bundle.Leaf()), "the cached certificate kept serving")
 
