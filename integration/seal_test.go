@@ -43,6 +43,7 @@ func testSealedCluster(t *testing.T, e *haEnv) {
 	load.waitOK(t, 40)
 
 	// sys/seal on a standby is refused by Vault.
+	e.waitActive(t)
 	standbys, err := e.cluster.Standbys(ctx)
 	require.NoError(t, err)
 	require.NotEmpty(t, standbys)
