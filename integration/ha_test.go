@@ -15,7 +15,6 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/vault/api"
-	"github.com/hashicorp/vault/api/auth/approle"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -256,48 +255,6 @@ func faultRequirements(knot *knottest.Server) provider.Requirements {
 	pool := x509.NewCertPool()
 	pool.AddCert(knot.CA())
 	return provider.Requirements{ClientID: knot.ClientID(), Roots: pool}
-}
-
-// faultProvisionKV onboards a KV identity at secret/path: key and CSR into
-// Vault, Knot signs, the certificate is imported.
-func faultProvisionKV(t *testing.T, client *api.Client, knot *knottest.Server, path string) (*vaultsource.KV, *x509.Certificate) {
-	t.Helper()
-	ctx := t.Context()
-	csr, err := vaultsource.ProvisionKV(ctx, client, "secret", path, knot.ClientID())
-	require.NoError(t, err)
-	certPEM, err := knot.SignCSR(csr)
-	require.NoError(t, err)
-	kv, err := vaultsource.NewKV(client, "secret", path)
-	require.NoError(t, err)
-	require.NoError(t, kv.ImportCertificate(ctx, faultRequirements(knot), certPEM, nil))
-	certs, err := provider.ParseCertificates(certPEM)
-	require.NoError(t, err)
-	return kv, certs[0]
-}
-
-// faultRotateKV stages a new key with WithRotate, has Knot sign it and
-// imports the certificate (a new KV version). It returns the new serial.
-func faultRotateKV(ctx context.Context, client *api.Client, knot *knottest.Server, path string) (string, error) {
-	rotator, err := vaultsource.NewKV(client, "secret", path, vaultsource.WithRotate())
-	if err != nil {
-		return "", err
-	}
-	csr, err := rotator.Provision(ctx, knot.ClientID())
-	if err != nil {
-		return "", err
-	}
-	certPEM, err := knot.SignCSR(csr)
-	if err != nil {
-		return "", err
-	}
-	if err := rotator.ImportCertificate(ctx, faultRequirements(knot), certPEM, nil); err != nil {
-		return "", err
-	}
-	certs, err := provider.ParseCertificates(certPEM)
-	if err != nil {
-		return "", err
-	}
-	return provider.SerialHex(certs[0]), nil
 }
 
 // faultFailure is one failed refresh reported by the Provider.
@@ -647,43 +604,33 @@ path "secret/metadata/knot/ha-auth" { capabilities = ["read"] }
 		shared, err := e.cluster.ClientWith(counter)
 		require.NoError(t, err)
 		shared.ClearToken()
-		method, err := vaultsource.AppRole(roleID, &approle.SecretID{FromString: secretID})
-		require.NoError(t, err)
 		var evMu sync.Mutex
 		var events []string
-		auth, err := vaultsource.NewAuth(shared, method,
-			vaultsource.WithLoginBackoff(250*time.Millisecond, 2*time.Second),
-			vaultsource.WithLoginTimeout(5*time.Second),
-			vaultsource.OnAuthEvent(func(ev vaultsource.AuthEvent) {
-				evMu.Lock()
-				events = append(events, fmt.Sprintf("%s+%s", ev.Kind, time.Since(testStart).Round(100*time.Millisecond)))
-				evMu.Unlock()
-			}))
-		require.NoError(t, err)
-		require.NoError(t, auth.Start(ctx))
-		t.Cleanup(func() { _ = auth.Close() })
-
-		kv, err := vaultsource.NewKV(shared, "secret", path, vaultsource.WithRelogin(auth))
-		require.NoError(t, err)
+		auth := startFaultAppRole(t, shared, roleID, secretID, func(kind string) {
+			evMu.Lock()
+			events = append(events, fmt.Sprintf("%s+%s", kind, time.Since(testStart).Round(100*time.Millisecond)))
+			evMu.Unlock()
+		})
+		kv := auth.newKV(t, path)
 		fp := newFaultProvider(t, kv, e.knot, provider.WithPollInterval(500*time.Millisecond), provider.WithJitter(0),
 			provider.WithBackoff(250*time.Millisecond, 2*time.Second), provider.WithFetchTimeout(5*time.Second))
 		call := faultKnotCall(t, e.knot, fp.Provider)
 		require.NoError(t, call(ctx))
 		load := startFaultLoad(call, 8, 100*time.Millisecond)
 		defer load.stop()
-		waitFor(t, 30*time.Second, "a token renewal before the fault", func() bool { return auth.Status().Renewals >= 1 })
-		before := auth.Status()
+		waitFor(t, 30*time.Second, "a token renewal before the fault", func() bool { return auth.status().Renewals >= 1 })
+		before := auth.status()
 
 		killed, _, killedAt, electedAt := e.haKillActive(t)
 		// The token issued before the election reaches its 12 s max TTL
 		// after it, so a re-login must happen on the new leader; renewals
 		// resume on the new token.
 		waitFor(t, 45*time.Second, "a login and a renewal after the election", func() bool {
-			st := auth.Status()
+			st := auth.status()
 			return st.LoggedIn && st.LastLogin.After(electedAt) && st.LastRenewal.After(st.LastLogin) && fp.recoveredAfter(st.LastLogin)
 		})
 		doneAt := time.Now()
-		after := auth.Status()
+		after := auth.status()
 		load.waitOK(t, 16)
 		load.stop()
 
@@ -694,7 +641,7 @@ path "secret/metadata/knot/ha-auth" { capabilities = ["read"] }
 		assert.Zero(t, load.failed.Load(), "failed Knot calls (first: %s)", load.firstError())
 		assert.Greater(t, after.Logins, before.Logins, "re-logged in")
 		assert.Greater(t, after.Renewals, before.Renewals, "renewed")
-		assert.Zero(t, after.ConsecutiveFailures)
+		assert.Zero(t, after.Consecutive)
 		assert.True(t, fp.Status().Valid)
 
 		e.haRejoin(t, killed)
