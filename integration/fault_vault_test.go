@@ -1,0 +1,111 @@
+package integration_test
+
+import (
+	"context"
+	"crypto/x509"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/api/auth/approle"
+	"github.com/stretchr/testify/require"
+
+	"github.com/knotmtls/knotmtls/knotclient/knottest"
+	"github.com/knotmtls/knotmtls/provider"
+	"github.com/knotmtls/knotmtls/vaultsource"
+)
+
+// The fault scenarios' only contact with the provisioning and login API of
+// vaultsource: KV onboarding, rotation, and an AppRole login that the KV
+// source re-logs in through. (Kept in one file so that an API change is
+// adapted here alone.)
+
+// faultProvisionKV onboards a KV identity at secret/path: key and CSR into
+// Vault, Knot signs, the certificate is imported.
+func faultProvisionKV(t *testing.T, client *api.Client, knot *knottest.Server, path string) (*vaultsource.KV, *x509.Certificate) {
+	t.Helper()
+	ctx := t.Context()
+	csr, err := vaultsource.ProvisionKV(ctx, client, "secret", path, knot.ClientID())
+	require.NoError(t, err)
+	certPEM, err := knot.SignCSR(csr)
+	require.NoError(t, err)
+	kv, err := vaultsource.NewKV(client, "secret", path)
+	require.NoError(t, err)
+	require.NoError(t, kv.ImportCertificate(ctx, faultRequirements(knot), certPEM, nil))
+	certs, err := provider.ParseCertificates(certPEM)
+	require.NoError(t, err)
+	return kv, certs[0]
+}
+
+// faultRotateKV stages a new key with WithRotate, has Knot sign it and
+// imports the certificate (a new KV version). It returns the new serial.
+func faultRotateKV(ctx context.Context, client *api.Client, knot *knottest.Server, path string) (string, error) {
+	rotator, err := vaultsource.NewKV(client, "secret", path, vaultsource.WithRotate())
+	if err != nil {
+		return "", err
+	}
+	csr, err := rotator.Provision(ctx, knot.ClientID())
+	if err != nil {
+		return "", err
+	}
+	certPEM, err := knot.SignCSR(csr)
+	if err != nil {
+		return "", err
+	}
+	if err := rotator.ImportCertificate(ctx, faultRequirements(knot), certPEM, nil); err != nil {
+		return "", err
+	}
+	certs, err := provider.ParseCertificates(certPEM)
+	if err != nil {
+		return "", err
+	}
+	return provider.SerialHex(certs[0]), nil
+}
+
+// faultAuthStatus is what the AppRole scenario reads from the login.
+type faultAuthStatus struct {
+	LoggedIn                                     bool
+	Logins, Renewals, LoginFailures, Consecutive int
+	LastLogin, LastRenewal                       time.Time
+}
+
+// faultAuth is a started AppRole login on a shared client.
+type faultAuth struct {
+	client *api.Client
+	auth   *vaultsource.Auth
+}
+
+// startFaultAppRole logs in with AppRole on shared (backoff 250 ms to 2 s,
+// login timeout 5 s), keeps the token renewed and re-logs in; event gets
+// each event's kind. It is closed at cleanup.
+func startFaultAppRole(t *testing.T, shared *api.Client, roleID, secretID string, event func(kind string)) *faultAuth {
+	t.Helper()
+	method, err := vaultsource.AppRole(roleID, &approle.SecretID{FromString: secretID})
+	require.NoError(t, err)
+	a, err := vaultsource.NewAuth(shared, method,
+		vaultsource.WithLoginBackoff(250*time.Millisecond, 2*time.Second),
+		vaultsource.WithLoginTimeout(5*time.Second),
+		vaultsource.OnAuthEvent(func(ev vaultsource.AuthEvent) { event(ev.Kind.String()) }))
+	require.NoError(t, err)
+	require.NoError(t, a.Start(t.Context()))
+	t.Cleanup(func() { _ = a.Close() })
+	return &faultAuth{client: shared, auth: a}
+}
+
+// newKV is a KV source at secret/path on the login's client that re-logs in
+// through it on a 403.
+func (f *faultAuth) newKV(t *testing.T, path string) *vaultsource.KV {
+	t.Helper()
+	kv, err := vaultsource.NewKV(f.client, "secret", path, vaultsource.WithRelogin(f.auth))
+	require.NoError(t, err)
+	return kv
+}
+
+func (f *faultAuth) status() faultAuthStatus {
+	st := f.auth.Status()
+	return faultAuthStatus{
+		LoggedIn: st.LoggedIn, Logins: st.Logins, Renewals: st.Renewals,
+		LoginFailures: st.LoginFailures, Consecutive: st.ConsecutiveFailures,
+		LastLogin: st.LastLogin, LastRenewal: st.LastRenewal,
+	}
+}

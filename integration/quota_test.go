@@ -1,0 +1,123 @@
+package integration_test
+
+import (
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/knotmtls/knotmtls/integration/vaulttest"
+	"github.com/knotmtls/knotmtls/knotclient/knottest"
+	"github.com/knotmtls/knotmtls/provider"
+	"github.com/knotmtls/knotmtls/vaultsource"
+)
+
+// TestRateLimitQuotaUnderLoad puts a Vault rate-limit quota (response
+// headers on) on the KV mount while 8 workers call Knot: polls meet 429 with
+// Retry-After, every next request waits at least that long (vault/api's
+// default backoff, RateLimitLinearJitterBackoff, honours Retry-After inside
+// one call), there is no tight retry loop (requests counted and spaced),
+// the certificate keeps serving, and once the quota is removed the
+// Provider is healthy again.
+func TestRateLimitQuotaUnderLoad(t *testing.T) {
+	testStart := time.Now()
+	v := vaulttest.StartTest(t)
+	ctx := t.Context()
+	root, err := v.Client()
+	require.NoError(t, err)
+	counter := newFaultCounter(t)
+	client, err := v.ClientWith(counter)
+	require.NoError(t, err)
+	knot := knottest.NewTestServer(t)
+
+	const poll = 250 * time.Millisecond
+	const backoffMax = 4 * time.Second
+	const quotaInterval = 3 * time.Second
+	kv, leaf := faultProvisionKV(t, client, knot, "knot/quota")
+	fp := newFaultProvider(t, kv, knot, provider.WithPollInterval(poll), provider.WithJitter(0),
+		provider.WithBackoff(500*time.Millisecond, backoffMax), provider.WithFetchTimeout(10*time.Second))
+	call := faultKnotCall(t, knot, fp.Provider)
+	require.NoError(t, call(ctx))
+	load := startFaultLoad(call, 8, 100*time.Millisecond)
+	defer load.stop()
+	load.waitOK(t, 40)
+
+	_, err = root.Logical().WriteWithContext(ctx, "sys/quotas/config", map[string]any{"enable_rate_limit_response_headers": true})
+	require.NoError(t, err)
+	_, err = root.Logical().WriteWithContext(ctx, "sys/quotas/rate-limit/knot-kv", map[string]any{
+		"path": "secret/", "rate": 1, "interval": quotaInterval.String(),
+	})
+	require.NoError(t, err)
+	quotaAt := time.Now()
+
+	limitedSince := func(from time.Time) int {
+		n := 0
+		for _, r := range counter.between(from, time.Now()) {
+			if r.status == http.StatusTooManyRequests {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, 40*time.Second, "four 429 answers to the library", func() bool { return limitedSince(quotaAt) >= 4 })
+	st := fp.Status()
+	_, err = root.Logical().DeleteWithContext(ctx, "sys/quotas/rate-limit/knot-kv")
+	require.NoError(t, err)
+	liftedAt := time.Now()
+	recovered := waitFor(t, 30*time.Second, "a successful refresh after the quota is lifted", func() bool {
+		return fp.recoveredAfter(liftedAt)
+	})
+	load.waitOK(t, 16)
+	load.stop()
+
+	reqs := counter.between(quotaAt, liftedAt)
+	fails := fp.failuresBetween(quotaAt, liftedAt)
+	var limited, withHeader, honoured int
+	var retryAfters []string
+	minGap := time.Duration(1<<63 - 1)
+	for i, r := range reqs {
+		if i > 0 {
+			minGap = min(minGap, r.at.Sub(reqs[i-1].at))
+		}
+		if r.status != http.StatusTooManyRequests {
+			continue
+		}
+		limited++
+		retryAfters = append(retryAfters, r.retryAfter)
+		secs, err := strconv.Atoi(r.retryAfter)
+		if err != nil || i+1 >= len(reqs) {
+			continue
+		}
+		withHeader++
+		if reqs[i+1].at.Sub(r.at) >= time.Duration(secs)*time.Second {
+			honoured++
+		}
+	}
+	window := liftedAt.Sub(quotaAt)
+
+	assert.Zero(t, load.failed.Load(), "failed Knot calls (first: %s)", load.firstError())
+	require.GreaterOrEqual(t, limited, 4, "Vault answered 429")
+	require.Positive(t, withHeader, "429 carries Retry-After with response headers on: %v", retryAfters)
+	assert.Equal(t, withHeader, honoured, "every request after a 429 waited its Retry-After (%v)", retryAfters)
+	for _, f := range fails {
+		assert.ErrorIs(t, f.err, vaultsource.ErrUnavailable, "a typed error")
+	}
+	assertBackoff(t, fails, backoffMax)
+	// No tight loop: requests are spaced by at least half a poll interval
+	// (vault/api waits Retry-After, or ≥ 1 s, between its own retries), and
+	// their number stays within one request per half poll interval.
+	assert.GreaterOrEqual(t, minGap, poll/2, "smallest gap between Vault requests")
+	assert.LessOrEqual(t, len(reqs), int(window/(poll/2))+1, "Vault requests under the quota")
+	assert.True(t, st.Valid)
+	assert.Equal(t, provider.SerialHex(leaf), provider.SerialHex(st.Bundle.Leaf()), "the certificate kept serving")
+	assert.LessOrEqual(t, recovered, quotaInterval+poll+time.Second, "healthy within one quota interval of the lift")
+
+	t.Logf("figures: scenario=rate-limit-quota(1 per %s on secret/) calls=%d failed=%d p99=%s (before %s, under quota %s) quota_for=%s vault_requests_under_quota=%d (%s) min_gap=%s retry_after=%v honoured=%d/%d refresh_failures=%d provider_status_under_quota={failures:%d valid:%v} recovery_after_lift=%s wall=%s",
+		quotaInterval, load.calls(), load.failed.Load(), load.p99().Round(time.Millisecond),
+		load.p99Between(time.Time{}, quotaAt).Round(time.Millisecond), load.p99Between(quotaAt, liftedAt).Round(time.Millisecond), window.Round(time.Millisecond),
+		len(reqs), faultStatuses(reqs), minGap.Round(time.Millisecond), retryAfters, honoured, withHeader, len(fails),
+		st.Failures, st.Valid, recovered.Round(time.Millisecond), time.Since(testStart).Round(time.Second))
+}
