@@ -12,6 +12,7 @@ import (
 
 	"github.com/knotmtls/knotmtls/knotclient/knottest"
 	"github.com/knotmtls/knotmtls/provider"
+	"github.com/knotmtls/knotmtls/vaultauth"
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
@@ -25,13 +26,14 @@ import (
 func faultProvisionKV(t *testing.T, client *api.Client, knot *knottest.Server, path string) (*vaultsource.KV, *x509.Certificate) {
 	t.Helper()
 	ctx := t.Context()
-	csr, err := vaultsource.ProvisionKV(ctx, client, "secret", path, knot.ClientID())
+	csr, err := vaultsource.ProvisionKV(ctx, client, "secret", path, knot.ClientID(), vaultsource.ProvisionNew)
 	require.NoError(t, err)
 	certPEM, err := knot.SignCSR(csr)
 	require.NoError(t, err)
 	kv, err := vaultsource.NewKV(client, "secret", path)
 	require.NoError(t, err)
-	require.NoError(t, kv.ImportCertificate(ctx, faultRequirements(knot), certPEM, nil))
+	_, err = kv.ImportCertificate(ctx, faultRequirements(knot), certPEM, nil)
+	require.NoError(t, err)
 	certs, err := provider.ParseCertificates(certPEM)
 	require.NoError(t, err)
 	return kv, certs[0]
@@ -40,11 +42,11 @@ func faultProvisionKV(t *testing.T, client *api.Client, knot *knottest.Server, p
 // faultRotateKV stages a new key with WithRotate, has Knot sign it and
 // imports the certificate (a new KV version). It returns the new serial.
 func faultRotateKV(ctx context.Context, client *api.Client, knot *knottest.Server, path string) (string, error) {
-	rotator, err := vaultsource.NewKV(client, "secret", path, vaultsource.WithRotate())
+	rotator, err := vaultsource.NewKV(client, "secret", path)
 	if err != nil {
 		return "", err
 	}
-	csr, err := rotator.Provision(ctx, knot.ClientID())
+	csr, err := rotator.Provision(ctx, knot.ClientID(), vaultsource.ProvisionRotate)
 	if err != nil {
 		return "", err
 	}
@@ -52,7 +54,7 @@ func faultRotateKV(ctx context.Context, client *api.Client, knot *knottest.Serve
 	if err != nil {
 		return "", err
 	}
-	if err := rotator.ImportCertificate(ctx, faultRequirements(knot), certPEM, nil); err != nil {
+	if _, err := rotator.ImportCertificate(ctx, faultRequirements(knot), certPEM, nil); err != nil {
 		return "", err
 	}
 	certs, err := provider.ParseCertificates(certPEM)
@@ -72,7 +74,7 @@ type faultAuthStatus struct {
 // faultAuth is a started AppRole login on a shared client.
 type faultAuth struct {
 	client *api.Client
-	auth   *vaultsource.Auth
+	auth   *vaultauth.Auth
 }
 
 // startFaultAppRole logs in with AppRole on shared (backoff 250 ms to 2 s,
@@ -80,12 +82,12 @@ type faultAuth struct {
 // each event's kind. It is closed at cleanup.
 func startFaultAppRole(t *testing.T, shared *api.Client, roleID, secretID string, event func(kind string)) *faultAuth {
 	t.Helper()
-	method, err := vaultsource.AppRole(roleID, &approle.SecretID{FromString: secretID})
+	method, err := vaultauth.AppRole(roleID, &approle.SecretID{FromString: secretID})
 	require.NoError(t, err)
-	a, err := vaultsource.NewAuth(shared, method,
-		vaultsource.WithLoginBackoff(250*time.Millisecond, 2*time.Second),
-		vaultsource.WithLoginTimeout(5*time.Second),
-		vaultsource.OnAuthEvent(func(ev vaultsource.AuthEvent) { event(ev.Kind.String()) }))
+	a, err := vaultauth.New(shared, method,
+		vaultauth.WithBackoff(250*time.Millisecond, 2*time.Second),
+		vaultauth.WithTimeout(5*time.Second),
+		vaultauth.OnEvent(func(ev vaultauth.Event) { event(ev.Kind.String()) }))
 	require.NoError(t, err)
 	require.NoError(t, a.Start(t.Context()))
 	t.Cleanup(func() { _ = a.Close() })
@@ -96,7 +98,7 @@ func startFaultAppRole(t *testing.T, shared *api.Client, roleID, secretID string
 // through it on a 403.
 func (f *faultAuth) newKV(t *testing.T, path string) *vaultsource.KV {
 	t.Helper()
-	kv, err := vaultsource.NewKV(f.client, "secret", path, vaultsource.WithRelogin(f.auth))
+	kv, err := vaultsource.NewKV(f.client, "secret", path, vaultsource.WithAuth(f.auth))
 	require.NoError(t, err)
 	return kv
 }

@@ -106,13 +106,16 @@ func testSealedCluster(t *testing.T, e *haEnv) {
 	load.waitOK(t, 16)
 	load.stop()
 
-	// What Status() says while sealed: failing, still valid, and a typed
-	// error that carries Vault's 503 and its "Vault is sealed" message.
-	// (Status has no field that says "sealed" by itself.)
+	// What Status() says while sealed: failing, still valid, a typed
+	// error (ErrSealed, which wraps ErrUnavailable) that carries Vault's 503
+	// and its "Vault is sealed" message, and health says "sealed".
 	assert.Positive(t, st.Failures)
 	assert.True(t, st.Valid, "the cached certificate is still valid")
 	require.Error(t, st.LastError)
+	assert.ErrorIs(t, st.LastError, vaultsource.ErrSealed)
 	assert.ErrorIs(t, st.LastError, vaultsource.ErrUnavailable)
+	h := st.Health(provider.HealthPolicy{})
+	assert.Equal(t, provider.ClassSealed, h.LastError, "health while sealed: %+v", h)
 	var ve *vaultsource.Error
 	require.True(t, errors.As(st.LastError, &ve), "a *vaultsource.Error: %v", st.LastError)
 	assert.Equal(t, http.StatusServiceUnavailable, ve.Status)

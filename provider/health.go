@@ -88,6 +88,14 @@ const (
 	ClassUnavailable   = "unavailable"
 	ClassSourcePanic   = "source_panic"
 	ClassPermission    = "permission_denied"
+	// ClassSealed: the store (Vault) is sealed; an operator must unseal it.
+	ClassSealed = "sealed"
+	// ClassRateLimited: the store refused the request under a rate-limit
+	// quota; it passes once the quota allows requests again.
+	ClassRateLimited = "rate_limited"
+	// ClassNotFound: what the source reads does not exist (a wrong path or
+	// a deleted secret or key).
+	ClassNotFound = "not_found"
 )
 
 // ErrorClass sorts a refresh error into a small, bounded set of classes for
@@ -128,7 +136,7 @@ func ErrorClass(err error) string {
 // selfHealing reports whether failures of this class may end without anyone
 // acting (a network blip, Vault restarting).
 func selfHealing(class string) bool {
-	return class == ClassTimeout || class == ClassUnavailable
+	return class == ClassTimeout || class == ClassUnavailable || class == ClassRateLimited
 }
 
 // Health judges the snapshot with pol: will the certificate still work, and

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/knotmtls/knotmtls/internal/vaultresp"
+	"github.com/knotmtls/knotmtls/provider"
 )
 
 // Sentinel errors. Every error the sources and provisioning return is an
@@ -154,6 +155,32 @@ func (e *Error) Unwrap() []error {
 // handshake failed on a Transit signature; a permission or key problem is
 // never temporary.
 func (e *Error) Temporary() bool { return errors.Is(e.Err, ErrUnavailable) }
+
+// ErrorClass sorts the error into one of provider's bounded classes, which
+// [provider.ErrorClass] (and so Status.Health and metrics) reports: "sealed",
+// "rate_limited", "permission_denied", "unavailable", "not_found", or
+// "invalid_bundle" for a secret or key that cannot be used as it is. It
+// returns "" when none fits, and provider's own classification applies.
+func (e *Error) ErrorClass() string {
+	switch {
+	case errors.Is(e.Err, ErrSealed):
+		return provider.ClassSealed
+	case errors.Is(e.Err, ErrRateLimited):
+		return provider.ClassRateLimited
+	case errors.Is(e.Err, ErrUnavailable):
+		return provider.ClassUnavailable
+	case errors.Is(e.Err, ErrPermissionDenied):
+		return provider.ClassPermission
+	case errors.Is(e.Err, ErrSecretNotFound), errors.Is(e.Err, ErrVersionDeleted),
+		errors.Is(e.Err, ErrKeyNotFound), errors.Is(e.Err, ErrMountNotFound):
+		return provider.ClassNotFound
+	case errors.Is(e.Err, ErrMissingField), errors.Is(e.Err, ErrFieldType),
+		errors.Is(e.Err, ErrNoCertificateChain), errors.Is(e.Err, ErrUnsupportedKeyType),
+		errors.Is(e.Err, ErrWrongKVVersion):
+		return provider.ClassInvalidBundle
+	}
+	return ""
+}
 
 // causeSummary renders a cause on one line. Vault's multi-line
 // ResponseError becomes "vault responded 403: permission denied"; a body
