@@ -239,6 +239,10 @@ func Userpass(username string, password *userpass.Password, opts ...userpass.Log
 	return namedMethod{name: "userpass", m: m}, nil
 }
 
+// DefaultKubernetesTokenPath is where Kubernetes mounts a pod's service
+// account token; pass it to kubernetes.WithServiceAccountTokenPath.
+const DefaultKubernetesTokenPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
 // Kubernetes returns the Kubernetes login of github.com/hashicorp/vault/api/auth/kubernetes
 // for role. The upstream helper reads the service-account token when it is
 // constructed, and Kubernetes rotates projected tokens, so this method builds
