@@ -324,28 +324,45 @@ func presence(set bool, s string) string {
 }
 
 // Client is a Knot API client over mTLS with its Vault login, certificate
-// source and provider, built by [New] or [NewFromEnv]. Its fields are the
-// pieces, for everything the composition does not cover; do not close them
-// one by one, call [Client.Close].
-type Client struct {
-	// Knot calls the Knot API.
-	Knot *knotclient.Client
-	// Certificates serves, validates and rotates the client certificate
-	// (Status, Health, hooks).
-	Certificates *provider.Provider
-	// Auth keeps the Vault token valid (nil with Proxy, or without Vault).
-	Auth *vaultauth.Auth
-	// Proxy diagnoses 403s through a Vault Proxy (nil unless Proxy).
-	Proxy *vaultauth.Proxy
-	// Vault is the Vault client (nil when Vault is not used).
-	Vault *api.Client
+// source and provider, built by [New] or [NewFromEnv]. Its methods return
+// the pieces, for everything the composition does not cover; do not close
+// them one by one, call [Client.Close].
+//
+// The pieces are behind one pointer, so a Client printed in any way (a
+// copy, or inside a caller's struct where fmt cannot call its methods)
+// shows addresses at most, never the Vault token the Vault client holds.
+type Client struct{ p *pieces }
 
-	desc string
+type pieces struct {
+	desc  string
+	knot  *knotclient.Client
+	certs *provider.Provider
+	auth  *vaultauth.Auth
+	proxy *vaultauth.Proxy
+	vault *api.Client
 
 	closeOnce sync.Once
 	closers   []func() error // in the order they were opened
 	closeErr  error
 }
+
+// Knot returns the Knot API client.
+func (c Client) Knot() *knotclient.Client { return c.p.knot }
+
+// Certificates returns the provider that serves, validates and rotates the
+// client certificate (Status, Health, Notify).
+func (c Client) Certificates() *provider.Provider { return c.p.certs }
+
+// Auth returns the Vault login that keeps the token valid (Status,
+// Relogin), or nil with Proxy or without Vault.
+func (c Client) Auth() *vaultauth.Auth { return c.p.auth }
+
+// Proxy returns the Vault Proxy mode's denial handler, or nil unless
+// Config.Proxy.
+func (c Client) Proxy() *vaultauth.Proxy { return c.p.proxy }
+
+// Vault returns the Vault client, or nil when Vault is not used.
+func (c Client) Vault() *api.Client { return c.p.vault }
 
 // New wires a Knot client from cfg: it checks cfg (a [*ConfigError] listing
 // every problem, before any I/O), builds or takes the Vault client, logs in
@@ -359,7 +376,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{desc: describe(&cfg)}
+	c := &Client{p: &pieces{desc: describe(&cfg)}}
+	p := c.p
 	fail := func(step string, err error) (*Client, error) {
 		_ = c.Close()
 		return nil, &SetupError{Step: step, Err: err}
@@ -378,22 +396,22 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 				return fail(StepVaultClient, err)
 			}
 			hc := dc.HttpClient
-			c.closers = append(c.closers, func() error { hc.CloseIdleConnections(); return nil })
+			p.closers = append(p.closers, func() error { hc.CloseIdleConnections(); return nil })
 		}
-		c.Vault = vc
+		p.vault = vc
 		if cfg.Proxy {
 			px, err := vaultauth.NewProxy(vc, cfg.ProxyOptions...)
 			if err != nil {
 				return fail(StepVaultLogin, err)
 			}
-			c.Proxy, srcAuth = px, px
+			p.proxy, srcAuth = px, px
 		} else {
 			a, err := vaultauth.New(vc, cfg.Login, cfg.AuthOptions...)
 			if err != nil {
 				return fail(StepVaultLogin, err)
 			}
-			c.closers = append(c.closers, a.Close)
-			c.Auth, srcAuth = a, a
+			p.closers = append(p.closers, a.Close)
+			p.auth, srcAuth = a, a
 			if err := a.Start(ctx); err != nil {
 				return fail(StepVaultLogin, err)
 			}
@@ -402,7 +420,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 
 	secret := cfg.Secret
 	if cfg.SecretKVPath != "" {
-		s, err := readSecret(ctx, c.Vault, &cfg)
+		s, err := readSecret(ctx, p.vault, &cfg)
 		if err != nil {
 			return fail(StepKnotSecret, err)
 		}
@@ -412,7 +430,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	src := cfg.Source
 	if src == nil {
 		var err error
-		if src, err = openSource(c.Vault, &cfg, srcAuth); err != nil {
+		if src, err = openSource(p.vault, &cfg, srcAuth); err != nil {
 			return fail(StepSource, err)
 		}
 	}
@@ -422,8 +440,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return fail(StepProvider, err)
 	}
-	c.closers = append(c.closers, certs.Close)
-	c.Certificates = certs
+	p.closers = append(p.closers, certs.Close)
+	p.certs = certs
 	if _, err := certs.Bundle(ctx); err != nil {
 		return fail(StepFirstCertificate, err)
 	}
@@ -434,8 +452,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return fail(StepKnotClient, err)
 	}
-	c.closers = append(c.closers, knot.Close)
-	c.Knot = knot
+	p.closers = append(p.closers, knot.Close)
+	p.knot = knot
 	return c, nil
 }
 
@@ -513,25 +531,34 @@ func describe(cfg *Config) string {
 
 // String names the client_id, environment, location and login method; never
 // a token or secret.
-func (c *Client) String() string { return c.desc }
+func (c Client) String() string {
+	if c.p == nil {
+		return "knotmtls.Client(<nil>)"
+	}
+	return c.p.desc
+}
 
 // Format prints [Client.String] under every verb.
-func (c *Client) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
+func (c Client) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
 
 // LogValue describes c for slog as [Client.String] does.
-func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
+func (c Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // Close closes the Knot client, the provider, the Vault login and the idle
 // connections of a Vault client New built, in that order (the reverse of
 // their opening), and waits for their goroutines. It is idempotent and
 // returns the first error.
-func (c *Client) Close() error {
-	c.closeOnce.Do(func() {
-		for i := len(c.closers) - 1; i >= 0; i-- {
-			if err := c.closers[i](); err != nil && c.closeErr == nil {
-				c.closeErr = err
+func (c Client) Close() error {
+	p := c.p
+	if p == nil {
+		return nil
+	}
+	p.closeOnce.Do(func() {
+		for i := len(p.closers) - 1; i >= 0; i-- {
+			if err := p.closers[i](); err != nil && p.closeErr == nil {
+				p.closeErr = err
 			}
 		}
 	})
-	return c.closeErr
+	return p.closeErr
 }

@@ -39,16 +39,19 @@ var (
 // such as a dev root token) or that cannot be renewed: logging in again
 // would return the same token. Once it expires or is revoked every login
 // fails.
-func Token(token string) api.AuthMethod { return staticToken{token: token} }
+func Token(token string) api.AuthMethod { return staticToken{token: &token} }
 
-type staticToken struct{ token string }
+// staticToken holds the token behind a pointer: a caller's struct that keeps
+// the method in an unexported field is printed by fmt without calling
+// String, and then shows an address, not the token.
+type staticToken struct{ token *string }
 
 // Login looks the token up.
 func (s staticToken) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
-	if s.token == "" {
+	if s.token == nil || *s.token == "" {
 		return nil, fmt.Errorf("vaultauth: static token: %w", ErrEmptyToken)
 	}
-	return lookupToken(ctx, client, s.token)
+	return lookupToken(ctx, client, *s.token)
 }
 
 func (staticToken) authMethodName() string { return "static token" }
