@@ -108,7 +108,7 @@ func TestConfigFromEnvReadsEachLoginMethod(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := configFromEnv(lookup(tc.env))
 			require.NoError(t, err)
-			require.NoError(t, cfg.validate(), "what the environment gives, New accepts")
+			require.NoError(t, cfg.validate(&options{}), "what the environment gives, New accepts")
 			tc.check(t, cfg)
 		})
 	}

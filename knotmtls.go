@@ -26,7 +26,7 @@ const DefaultSecretField = "secret"
 // Config says how [New] wires a [Client]. ClientID, Environment, one Vault
 // login (Login or Proxy) and one Knot secret (Secret or SecretKVPath) are
 // required; everything else has the conventional default. Every piece can
-// be replaced: Vault by your own client, Login by any api.AuthMethod, the
+// be replaced: the Vault client by [WithVaultClient], Login by any api.AuthMethod, the
 // Vault source by Source, and Knot carries every knotclient setting.
 //
 // Printing a Config (any fmt verb, slog) shows locations and which pieces
@@ -40,11 +40,12 @@ type Config struct {
 	// Vault locations.
 	Environment knotclient.Environment
 
-	// Vault is the Vault client. Nil means api.NewClient(api.DefaultConfig()),
-	// which reads VAULT_ADDR, VAULT_AGENT_ADDR, VAULT_CACERT,
-	// VAULT_NAMESPACE and the other standard variables; [Client.Close]
-	// then also closes its idle connections.
-	Vault *api.Client
+	// The Vault client is api.NewClient(api.DefaultConfig()), which reads
+	// VAULT_ADDR, VAULT_AGENT_ADDR, VAULT_CACERT, VAULT_NAMESPACE and the
+	// other standard variables, unless New gets [WithVaultClient]. (It is
+	// an option, not a field: a caller's struct holding a Config in an
+	// unexported field would otherwise print the client's token under %s.)
+
 	// Login logs in to Vault and is kept valid by a vaultauth.Auth:
 	// vaultauth.Token, vaultauth.TokenFile, vaultauth.AppRole,
 	// vaultauth.Kubernetes, vaultauth.Userpass or any api.AuthMethod.
@@ -105,6 +106,18 @@ type Config struct {
 	// and Certificates; setting those here is refused.
 	Knot knotclient.Config
 }
+
+// Option is an option of [New].
+type Option func(*options)
+
+type options struct {
+	vault *api.Client
+}
+
+// WithVaultClient makes New use client (its address, TLS, namespace,
+// headers) instead of api.NewClient(api.DefaultConfig()). The login sets
+// its token; Close leaves its connections alone.
+func WithVaultClient(client *api.Client) Option { return func(o *options) { o.vault = client } }
 
 // ConfigError is a Config (or an environment, see [ConfigFromEnv]) that
 // [New] refused before any I/O. It lists every problem found, not only the
@@ -168,7 +181,7 @@ func (p problems) err() error {
 func (cfg *Config) usesVault() bool { return cfg.Source == nil || cfg.SecretKVPath != "" }
 
 // validate checks cfg without I/O and lists every problem.
-func (cfg *Config) validate() error {
+func (cfg *Config) validate(o *options) error {
 	var p problems
 	switch {
 	case cfg.ClientID == "":
@@ -192,8 +205,8 @@ func (cfg *Config) validate() error {
 		case cfg.Login == nil && !cfg.Proxy:
 			p.add("a Vault login is required: set Login (vaultauth.Token, TokenFile, AppRole, Kubernetes, Userpass) or Proxy")
 		}
-	} else if cfg.Login != nil || cfg.Proxy || cfg.Vault != nil {
-		p.add("Vault, Login and Proxy are unused with Source and without SecretKVPath: drop them")
+	} else if cfg.Login != nil || cfg.Proxy || o.vault != nil {
+		p.add("WithVaultClient, Login and Proxy are unused with Source and without SecretKVPath: drop them")
 	}
 	if len(cfg.AuthOptions) > 0 && cfg.Login == nil {
 		p.add("AuthOptions apply only with Login")
@@ -294,7 +307,6 @@ func (cfg Config) String() string {
 			fmt.Fprintf(&b, ", KV:v%d %s/%s", v, mount, name)
 		}
 	}
-	b.WriteString(", Vault:" + presence(cfg.Vault != nil, "set"))
 	switch {
 	case cfg.Proxy:
 		b.WriteString(", Proxy:true")
@@ -372,8 +384,14 @@ func (c Client) Vault() *api.Client { return c.p.vault }
 // certificate (so a missing or invalid identity fails here, as a
 // [*SetupError] wrapping the vaultsource or provider error), and builds the
 // knotclient.Client. On failure everything opened so far is closed.
-func New(ctx context.Context, cfg Config) (*Client, error) {
-	if err := cfg.validate(); err != nil {
+func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
+	var o options
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	if err := cfg.validate(&o); err != nil {
 		return nil, err
 	}
 	c := &Client{p: &pieces{desc: describe(&cfg)}}
@@ -385,7 +403,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 
 	var srcAuth vaultsource.Auth
 	if cfg.usesVault() {
-		vc := cfg.Vault
+		vc := o.vault
 		if vc == nil {
 			dc := api.DefaultConfig()
 			if dc.Error != nil {

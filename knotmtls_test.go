@@ -43,12 +43,11 @@ func fakeVault(t *testing.T, status int) (*api.Client, *atomic.Int64) {
 	return vc, &n
 }
 
-// validConfig is a complete configuration against vc.
-func validConfig(vc *api.Client) knotmtls.Config {
+// validConfig is a complete configuration (with WithVaultClient).
+func validConfig() knotmtls.Config {
 	return knotmtls.Config{
 		ClientID:    "acme",
 		Environment: knotclient.Development,
-		Vault:       vc,
 		Login:       vaultauth.Token("hvs.test"),
 		Secret:      knotclient.StaticSecret("s3cret"),
 	}
@@ -79,13 +78,13 @@ func TestNewRefusesIncompleteOrContradictoryConfig(t *testing.T) {
 			c.ProxyOptions = []vaultauth.ProxyOption{vaultauth.WithProxyWait(1)}
 		}, []string{"ProxyOptions apply only with Proxy"}},
 		{"source and transit", func(c *knotmtls.Config) {
-			c.Source, c.Vault, c.Login, c.Transit = static, nil, nil, true
+			c.Source, c.Login, c.Transit = static, nil, true
 		}, []string{"Transit does not apply with Source"}},
 		{"source and a kv path", func(c *knotmtls.Config) {
-			c.Source, c.Vault, c.Login, c.KVPath = static, nil, nil, "knot/x"
+			c.Source, c.Login, c.KVPath = static, nil, "knot/x"
 		}, []string{"KVPath does not apply with Source"}},
 		{"source without vault, with a login", func(c *knotmtls.Config) { c.Source = static },
-			[]string{"Vault, Login and Proxy are unused with Source"}},
+			[]string{"WithVaultClient, Login and Proxy are unused with Source"}},
 		{"transit and a kv path", func(c *knotmtls.Config) { c.Transit, c.KVPath = true, "knot/x" },
 			[]string{"KVPath and KVOptions do not apply with Transit"}},
 		{"transit key without transit", func(c *knotmtls.Config) { c.TransitKey = "k" },
@@ -107,9 +106,13 @@ func TestNewRefusesIncompleteOrContradictoryConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := validConfig(vc)
+			cfg := validConfig()
 			tc.modify(&cfg)
-			c, err := knotmtls.New(t.Context(), cfg)
+			var opts []knotmtls.Option
+			if cfg.Source == nil || cfg.Login != nil {
+				opts = append(opts, knotmtls.WithVaultClient(vc))
+			}
+			c, err := knotmtls.New(t.Context(), cfg, opts...)
 			require.Nil(t, c)
 			require.ErrorIs(t, err, knotmtls.ErrInvalidConfig)
 			var ce *knotmtls.ConfigError
@@ -199,7 +202,7 @@ func TestNewFailsFastAtTheFirstCertificate(t *testing.T) {
 func TestNewFailsFastAtTheVaultLogin(t *testing.T) {
 	vc, requests := fakeVault(t, http.StatusForbidden)
 	ignore := goleak.IgnoreCurrent()
-	c, err := knotmtls.New(t.Context(), validConfig(vc))
+	c, err := knotmtls.New(t.Context(), validConfig(), knotmtls.WithVaultClient(vc))
 	require.Nil(t, c)
 	var se *knotmtls.SetupError
 	require.ErrorAs(t, err, &se)
