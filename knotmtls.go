@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"unicode"
@@ -541,11 +542,27 @@ func describe(cfg *Config) string {
 	case cfg.Proxy:
 		b.WriteString(", via Vault Proxy")
 	case cfg.Login != nil:
-		fmt.Fprintf(&b, ", login %T", cfg.Login) // a user's method may print its credentials
+		b.WriteString(", login " + methodName(cfg.Login))
 	}
 	b.WriteString(")")
 	return b.String()
 }
+
+// methodName describes a login method: vaultauth's methods by their String
+// (which names the method and redacts its credentials), any other by its
+// type only, since its String may print credentials.
+func methodName(m api.AuthMethod) string {
+	t := reflect.TypeOf(m)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if _, ok := m.(fmt.Stringer); ok && t.PkgPath() == vaultauthPkg {
+		return fmt.Sprint(m)
+	}
+	return fmt.Sprintf("%T", m)
+}
+
+var vaultauthPkg = reflect.TypeFor[vaultauth.Auth]().PkgPath()
 
 // String names the client_id, environment, location and login method; never
 // a token or secret.

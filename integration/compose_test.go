@@ -1,0 +1,196 @@
+package integration_test
+
+import (
+	"context"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/api"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/knotmtls/knotmtls"
+	"github.com/knotmtls/knotmtls/integration/vaulttest"
+	"github.com/knotmtls/knotmtls/knotclient"
+	"github.com/knotmtls/knotmtls/knotclient/knottest"
+	"github.com/knotmtls/knotmtls/provider"
+	"github.com/knotmtls/knotmtls/vaultsource"
+)
+
+// composeEnv clears every variable knotmtls.ConfigFromEnv and
+// api.DefaultConfig read, so the test sees only what it sets.
+func composeEnv(t *testing.T, set map[string]string) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "VAULT_") || strings.HasPrefix(name, "KNOTMTLS_") || strings.HasPrefix(name, "KNOT_") {
+			t.Setenv(name, "")
+		}
+	}
+	for k, v := range set {
+		t.Setenv(k, v)
+	}
+}
+
+// runtimeAppRole creates an AppRole role whose tokens carry only the runtime
+// policy file of docs/policies/ (ENV and CLIENT_ID replaced), and returns
+// its role id and a file holding a fresh secret id.
+func runtimeAppRole(t *testing.T, root *api.Client, name, policyFile, clientID string) (roleID, secretIDFile string) {
+	t.Helper()
+	ctx := t.Context()
+	policy, err := os.ReadFile(filepath.Join("..", "docs", "policies", policyFile))
+	require.NoError(t, err)
+	hcl := strings.NewReplacer("ENV", "development", "CLIENT_ID", clientID).Replace(string(policy))
+	require.NoError(t, root.Sys().PutPolicyWithContext(ctx, name, hcl))
+	auths, err := root.Sys().ListAuthWithContext(ctx)
+	require.NoError(t, err)
+	if _, ok := auths["approle/"]; !ok {
+		require.NoError(t, root.Sys().EnableAuthWithOptionsWithContext(ctx, "approle", &api.EnableAuthOptions{Type: "approle"}))
+	}
+	_, err = root.Logical().WriteWithContext(ctx, "auth/approle/role/"+name,
+		map[string]any{"token_policies": name, "token_ttl": "1h"})
+	require.NoError(t, err)
+	s, err := root.Logical().ReadWithContext(ctx, "auth/approle/role/"+name+"/role-id")
+	require.NoError(t, err)
+	roleID = s.Data["role_id"].(string)
+	s, err = root.Logical().WriteWithContext(ctx, "auth/approle/role/"+name+"/secret-id", nil)
+	require.NoError(t, err)
+	secretIDFile = filepath.Join(t.TempDir(), "secret-id")
+	require.NoError(t, os.WriteFile(secretIDFile, []byte(s.Data["secret_id"].(string)), 0o600))
+	return roleID, secretIDFile
+}
+
+// TestComposeFromEnv runs the README quick start, knotmtls.NewFromEnv,
+// against a real Vault and knottest: AppRole with a secret-id file and a
+// token holding only the runtime policy, the identity at the conventional
+// KV or Transit location the CLI provisions, the Knot secret from the
+// environment or from KV. One call logs in, reads the certificate and calls
+// Knot over mTLS; one Close leaves no goroutine behind.
+func TestComposeFromEnv(t *testing.T) {
+	v := vaulttest.StartTest(t)
+	root, err := v.Client()
+	require.NoError(t, err)
+	ctx := t.Context()
+	require.NoError(t, v.EnableTransit(ctx))
+
+	tests := []struct {
+		name      string
+		transit   bool
+		kvSecret  bool // the Knot secret is read from KV instead of KNOT_SECRET
+		ungranted bool // the Knot secret is at a KV path the runtime policy does not grant
+		wantStep  string
+		wantError error
+	}{
+		{name: "kv, secret in the environment"},
+		{name: "transit, secret in kv", transit: true, kvSecret: true},
+		{name: "transit, secret in kv not granted", transit: true, kvSecret: true, ungranted: true,
+			wantStep: knotmtls.StepKnotSecret, wantError: vaultsource.ErrPermissionDenied},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			knot := knottest.NewTestServer(t, knottest.WithClientID("compose-"+string(rune('a'+i))))
+			clientID := knot.ClientID()
+
+			// Operator side, once, at the locations the CLI uses.
+			var (
+				src interface {
+					Provision(context.Context, string, vaultsource.Mode) ([]byte, error)
+				}
+				policyFile = "knotmtls-runtime-kv.hcl"
+			)
+			kv, err := vaultsource.NewKV(root, vaultsource.DefaultKVMount, vaultsource.DefaultKVPath("development", clientID))
+			require.NoError(t, err)
+			tr, err := vaultsource.NewTransit(root, vaultsource.DefaultTransitMount, vaultsource.DefaultTransitKey("development", clientID))
+			require.NoError(t, err)
+			src = kv
+			if tc.transit {
+				src, policyFile = tr, "knotmtls-runtime-transit.hcl"
+			}
+			csr, err := src.Provision(ctx, clientID, vaultsource.ProvisionNew)
+			require.NoError(t, err)
+			certPEM, err := knot.SignCSR(csr)
+			require.NoError(t, err)
+			req := provider.Requirements{ClientID: clientID}
+			if tc.transit {
+				require.NoError(t, importErr(tr.ImportCertificate(ctx, req, certPEM, nil)))
+			} else {
+				require.NoError(t, importErr(kv.ImportCertificate(ctx, req, certPEM, nil)))
+			}
+			leaf, err := provider.ParseCertificates(certPEM)
+			require.NoError(t, err)
+			secretPath := vaultsource.DefaultKVPath("development", clientID) + "-api" // granted by both runtime policies
+			if tc.ungranted {
+				secretPath = "knot/development/shared-api"
+			}
+			_, err = root.KVv2("secret").Put(ctx, secretPath, map[string]any{"secret": knot.Secret()})
+			require.NoError(t, err)
+			roleID, secretIDFile := runtimeAppRole(t, root, "knot-runtime-"+clientID, policyFile, clientID)
+
+			caFile := filepath.Join(t.TempDir(), "knot-ca.pem")
+			require.NoError(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: knot.ServerCA().Raw}), 0o600))
+
+			// Service side: the environment, and one call.
+			env := map[string]string{
+				"VAULT_ADDR":                    v.Addr,
+				knotmtls.EnvClientID:            clientID,
+				knotmtls.EnvEnvironment:         "development",
+				knotmtls.EnvVaultAuth:           knotmtls.AuthAppRole,
+				knotmtls.EnvAppRoleRoleID:       roleID,
+				knotmtls.EnvAppRoleSecretIDFile: secretIDFile,
+				knotmtls.EnvKnotBaseURL:         knot.URL(),
+				knotmtls.EnvKnotCAFile:          caFile,
+				knotmtls.EnvSecret:              knot.Secret(),
+			}
+			if tc.transit {
+				env[knotmtls.EnvStore] = "transit"
+			}
+			if tc.kvSecret {
+				delete(env, knotmtls.EnvSecret)
+				env[knotmtls.EnvSecretKVPath] = secretPath
+			}
+			composeEnv(t, env)
+
+			ignore := goleak.IgnoreCurrent()
+			c, err := knotmtls.NewFromEnv(ctx)
+			if tc.wantStep != "" {
+				require.Nil(t, c)
+				var se *knotmtls.SetupError
+				require.ErrorAs(t, err, &se)
+				assert.Equal(t, tc.wantStep, se.Step)
+				require.ErrorIs(t, err, tc.wantError)
+				assert.NotContains(t, err.Error(), knot.Secret())
+				goleak.VerifyNone(t, ignore)
+				return
+			}
+			require.NoError(t, err)
+			t.Logf("composed: %v", c)
+
+			session, err := c.Knot().CreateSession(ctx, knotclient.CreateSessionRequest{
+				Type: knotclient.SessionCardSwitcher, ExternalUserID: "user-123", CardID: "card-456",
+			})
+			require.NoError(t, err)
+			assert.NotEmpty(t, session.Session)
+			reqs := knot.Requests()
+			require.Len(t, reqs, 1)
+			assert.Equal(t, provider.SerialHex(leaf[0]), reqs[0].ClientSerial, "the certificate stored in Vault was presented")
+			assert.True(t, reqs[0].AuthOK)
+			require.NotNil(t, c.Auth())
+			assert.Equal(t, 1, c.Auth().Status().Logins, "one AppRole login")
+
+			// Least privilege holds: the runtime token cannot replace the key.
+			_, err = vaultsource.ProvisionKV(ctx, c.Vault(), "secret", vaultsource.DefaultKVPath("development", clientID),
+				clientID, vaultsource.ProvisionForce)
+			require.ErrorIs(t, err, vaultsource.ErrPermissionDenied)
+
+			require.NoError(t, c.Close())
+			require.NoError(t, c.Close(), "Close is idempotent")
+			_, err = c.Knot().GetJWEKey(ctx)
+			require.ErrorIs(t, err, knotclient.ErrClosed)
+			goleak.VerifyNone(t, ignore, goleak.IgnoreAnyFunction("net/http.(*conn).serve")) // knottest's side
+		})
+	}
+}
