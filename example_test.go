@@ -22,13 +22,13 @@ import (
 // Vault and knottest.
 func Example_quickStart() {
 	ctx := context.Background()
-	knot, err := knotmtls.NewFromEnv(ctx)
+	c, err := knotmtls.NewFromEnv(ctx)
 	if err != nil {
 		log.Fatal(err) // every missing or contradictory setting, in one error
 	}
-	defer knot.Close()
+	defer c.Close()
 
-	session, err := knot.Knot().CreateSession(ctx, knotclient.CreateSessionRequest{
+	session, err := c.Knot().CreateSession(ctx, knotclient.CreateSessionRequest{
 		Type: knotclient.SessionCardSwitcher, ExternalUserID: "user-123", CardID: "card-456",
 	})
 	if err != nil {
