@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"os"
 	"path/filepath"
@@ -64,6 +65,53 @@ func runtimeAppRole(t *testing.T, root *api.Client, name, policyFile, clientID s
 	return roleID, secretIDFile
 }
 
+// provisionCompose does the operator's part at the locations the CLI uses:
+// key and certificate in KV or Transit, the Knot secret in KV (at the
+// "-api" path both runtime policies grant, or, ungranted, elsewhere), and
+// an AppRole role carrying the runtime policy.
+func provisionCompose(t *testing.T, root *api.Client, knot *knottest.Server, transit, ungranted bool) (leaf *x509.Certificate, roleID, secretIDFile, secretPath string) {
+	t.Helper()
+	ctx := t.Context()
+	clientID := knot.ClientID()
+	kv, err := vaultsource.NewKV(root, vaultsource.DefaultKVMount, vaultsource.DefaultKVPath("development", clientID))
+	require.NoError(t, err)
+	tr, err := vaultsource.NewTransit(root, vaultsource.DefaultTransitMount, vaultsource.DefaultTransitKey("development", clientID))
+	require.NoError(t, err)
+	var (
+		src interface {
+			Provision(context.Context, string, vaultsource.Mode) ([]byte, error)
+			ImportCertificate(context.Context, provider.Requirements, []byte, []byte) (vaultsource.Imported, error)
+		} = kv
+		policyFile = "knotmtls-runtime-kv.hcl"
+	)
+	if transit {
+		src, policyFile = tr, "knotmtls-runtime-transit.hcl"
+	}
+	csr, err := src.Provision(ctx, clientID, vaultsource.ProvisionNew)
+	require.NoError(t, err)
+	certPEM, err := knot.SignCSR(csr)
+	require.NoError(t, err)
+	require.NoError(t, importErr(src.ImportCertificate(ctx, provider.Requirements{ClientID: clientID}, certPEM, nil)))
+	certs, err := provider.ParseCertificates(certPEM)
+	require.NoError(t, err)
+	secretPath = vaultsource.DefaultKVPath("development", clientID) + "-api" // granted by both runtime policies
+	if ungranted {
+		secretPath = "knot/development/shared-api"
+	}
+	_, err = root.KVv2("secret").Put(ctx, secretPath, map[string]any{"secret": knot.Secret()})
+	require.NoError(t, err)
+	roleID, secretIDFile = runtimeAppRole(t, root, "knot-runtime-"+clientID, policyFile, clientID)
+	return certs[0], roleID, secretIDFile, secretPath
+}
+
+// knotCAFile writes the PEM of knot's server CA to a file.
+func knotCAFile(t *testing.T, knot *knottest.Server) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "knot-ca.pem")
+	require.NoError(t, os.WriteFile(f, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: knot.ServerCA().Raw}), 0o600))
+	return f
+}
+
 // TestComposeFromEnv runs the README quick start, knotmtls.NewFromEnv,
 // against a real Vault and knottest: AppRole with a secret-id file and a
 // token holding only the runtime policy, the identity at the conventional
@@ -95,43 +143,8 @@ func TestComposeFromEnv(t *testing.T) {
 			knot := knottest.NewTestServer(t, knottest.WithClientID("compose-"+string(rune('a'+i))))
 			clientID := knot.ClientID()
 
-			// Operator side, once, at the locations the CLI uses.
-			var (
-				src interface {
-					Provision(context.Context, string, vaultsource.Mode) ([]byte, error)
-				}
-				policyFile = "knotmtls-runtime-kv.hcl"
-			)
-			kv, err := vaultsource.NewKV(root, vaultsource.DefaultKVMount, vaultsource.DefaultKVPath("development", clientID))
-			require.NoError(t, err)
-			tr, err := vaultsource.NewTransit(root, vaultsource.DefaultTransitMount, vaultsource.DefaultTransitKey("development", clientID))
-			require.NoError(t, err)
-			src = kv
-			if tc.transit {
-				src, policyFile = tr, "knotmtls-runtime-transit.hcl"
-			}
-			csr, err := src.Provision(ctx, clientID, vaultsource.ProvisionNew)
-			require.NoError(t, err)
-			certPEM, err := knot.SignCSR(csr)
-			require.NoError(t, err)
-			req := provider.Requirements{ClientID: clientID}
-			if tc.transit {
-				require.NoError(t, importErr(tr.ImportCertificate(ctx, req, certPEM, nil)))
-			} else {
-				require.NoError(t, importErr(kv.ImportCertificate(ctx, req, certPEM, nil)))
-			}
-			leaf, err := provider.ParseCertificates(certPEM)
-			require.NoError(t, err)
-			secretPath := vaultsource.DefaultKVPath("development", clientID) + "-api" // granted by both runtime policies
-			if tc.ungranted {
-				secretPath = "knot/development/shared-api"
-			}
-			_, err = root.KVv2("secret").Put(ctx, secretPath, map[string]any{"secret": knot.Secret()})
-			require.NoError(t, err)
-			roleID, secretIDFile := runtimeAppRole(t, root, "knot-runtime-"+clientID, policyFile, clientID)
-
-			caFile := filepath.Join(t.TempDir(), "knot-ca.pem")
-			require.NoError(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: knot.ServerCA().Raw}), 0o600))
+			leaf, roleID, secretIDFile, secretPath := provisionCompose(t, root, knot, tc.transit, tc.ungranted)
+			caFile := knotCAFile(t, knot)
 
 			// Service side: the environment, and one call.
 			env := map[string]string{
@@ -176,7 +189,7 @@ func TestComposeFromEnv(t *testing.T) {
 			assert.NotEmpty(t, session.Session)
 			reqs := knot.Requests()
 			require.Len(t, reqs, 1)
-			assert.Equal(t, provider.SerialHex(leaf[0]), reqs[0].ClientSerial, "the certificate stored in Vault was presented")
+			assert.Equal(t, provider.SerialHex(leaf), reqs[0].ClientSerial, "the certificate stored in Vault was presented")
 			assert.True(t, reqs[0].AuthOK)
 			require.NotNil(t, c.Auth())
 			assert.Equal(t, 1, c.Auth().Status().Logins, "one AppRole login")
@@ -193,4 +206,59 @@ func TestComposeFromEnv(t *testing.T) {
 			goleak.VerifyNone(t, ignore, goleak.IgnoreAnyFunction("net/http.(*conn).serve")) // knottest's side
 		})
 	}
+}
+
+// TestComposeFromEnvVaultProxy: KNOTMTLS_VAULT_AUTH=proxy with
+// VAULT_AGENT_ADDR pointing at a real Vault Proxy (AppRole auto-auth,
+// use_auto_auth_token): the service holds no token and does no login, and
+// the Transit identity and the Knot secret in KV are reached through the
+// proxy.
+func TestComposeFromEnvVaultProxy(t *testing.T) {
+	requireBackendPossible(t, vaulttest.BackendProcess) // the proxy runs the cached binary
+	v := vaulttest.StartTest(t)
+	root, err := v.Client()
+	require.NoError(t, err)
+	ctx := t.Context()
+	require.NoError(t, v.EnableTransit(ctx))
+	knot := knottest.NewTestServer(t, knottest.WithClientID("compose-proxy"))
+	leaf, roleID, secretIDFile, secretPath := provisionCompose(t, root, knot, true, false)
+	secretID, err := os.ReadFile(secretIDFile)
+	require.NoError(t, err)
+	px, err := vaulttest.StartProxy(ctx, v, vaulttest.ProxyAppRole{RoleID: roleID, SecretID: string(secretID)}, vaulttest.WithLogf(t.Logf))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("vault proxy output:\n%s", px.Logs())
+		}
+		_ = px.Stop(context.Background())
+	})
+
+	composeEnv(t, map[string]string{
+		"VAULT_AGENT_ADDR":       px.Addr,
+		knotmtls.EnvClientID:     knot.ClientID(),
+		knotmtls.EnvEnvironment:  "development",
+		knotmtls.EnvVaultAuth:    knotmtls.AuthProxy,
+		knotmtls.EnvStore:        "transit",
+		knotmtls.EnvSecretKVPath: secretPath,
+		knotmtls.EnvKnotBaseURL:  knot.URL(),
+		knotmtls.EnvKnotCAFile:   knotCAFile(t, knot),
+	})
+	ignore := goleak.IgnoreCurrent()
+	c, err := knotmtls.NewFromEnv(ctx)
+	require.NoError(t, err)
+	t.Logf("composed: %v", c)
+	require.NotNil(t, c.Proxy())
+	assert.Nil(t, c.Auth(), "no login of its own")
+	assert.Empty(t, c.Vault().Token(), "the service holds no token")
+	assert.Equal(t, px.Addr, c.Vault().Address())
+
+	_, err = c.Knot().GetJWEKey(ctx)
+	require.NoError(t, err, "a handshake signed by Transit through the proxy")
+	reqs := knot.Requests()
+	require.Len(t, reqs, 1)
+	assert.Equal(t, provider.SerialHex(leaf), reqs[0].ClientSerial)
+	assert.True(t, reqs[0].AuthOK, "the Knot secret read through the proxy")
+
+	require.NoError(t, c.Close())
+	goleak.VerifyNone(t, ignore, goleak.IgnoreAnyFunction("net/http.(*conn).serve"))
 }
