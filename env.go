@@ -3,6 +3,7 @@ package knotmtls
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"os"
 	"sort"
 	"strconv"
@@ -108,9 +109,16 @@ func authNames() string {
 }
 
 // NewFromEnv is [New] with the [Config] that [ConfigFromEnv] reads from the
-// environment.
+// environment. Its [*ConfigError] lists the problems of the KNOT_* and
+// KNOTMTLS_* variables and of the VAULT_* ones together.
 func NewFromEnv(ctx context.Context) (*Client, error) {
 	cfg, err := ConfigFromEnv()
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		// Report the VAULT_* problems New would find too, all at once.
+		ce.Problems = append(ce.Problems, vaultEnvProblems(api.DefaultConfig())...)
+		return nil, ce
+	}
 	if err != nil {
 		return nil, err
 	}

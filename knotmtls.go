@@ -112,7 +112,23 @@ type Config struct {
 type Option func(*options)
 
 type options struct {
-	vault *api.Client
+	vault    *api.Client
+	vaultEnv []string // problems of api.DefaultConfig, when New builds the client
+}
+
+// vaultEnvProblems reports what is wrong with the Vault client settings
+// api.DefaultConfig read: a variable it could not parse, and
+// VAULT_SKIP_VERIFY, which New refuses (the token and the key would go to
+// whoever can intercept the connection).
+func vaultEnvProblems(dc *api.Config) []string {
+	var p []string
+	if dc.Error != nil {
+		p = append(p, "the VAULT_* environment is invalid: "+dc.Error.Error())
+	}
+	if tr, ok := dc.HttpClient.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil && tr.TLSClientConfig.InsecureSkipVerify {
+		p = append(p, "VAULT_SKIP_VERIFY is set: Vault's TLS certificate would not be verified; unset it and set VAULT_CACERT to Vault's CA (or pass your own client with WithVaultClient)")
+	}
+	return p
 }
 
 // WithVaultClient makes New use client (its address, TLS, namespace,
@@ -183,7 +199,7 @@ func (cfg *Config) usesVault() bool { return cfg.Source == nil || cfg.SecretKVPa
 
 // validate checks cfg without I/O and lists every problem.
 func (cfg *Config) validate(o *options) error {
-	var p problems
+	p := problems(o.vaultEnv)
 	switch {
 	case cfg.ClientID == "":
 		p.add("ClientID is required (the client_id Knot gave you)")
@@ -392,6 +408,13 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 			opt(&o)
 		}
 	}
+	// The Vault client's settings are checked with the rest: reading them
+	// (VAULT_* variables, CA files) does no network I/O.
+	var dc *api.Config
+	if cfg.usesVault() && o.vault == nil {
+		dc = api.DefaultConfig()
+		o.vaultEnv = vaultEnvProblems(dc)
+	}
 	if err := cfg.validate(&o); err != nil {
 		return nil, err
 	}
@@ -406,10 +429,6 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	if cfg.usesVault() {
 		vc := o.vault
 		if vc == nil {
-			dc := api.DefaultConfig()
-			if dc.Error != nil {
-				return fail(StepVaultClient, fmt.Errorf("the VAULT_* environment is invalid: %w", dc.Error))
-			}
 			var err error
 			if vc, err = api.NewClient(dc); err != nil {
 				return fail(StepVaultClient, err)

@@ -221,3 +221,45 @@ func TestSetupErrorUnwraps(t *testing.T) {
 	assert.ErrorIs(t, err, vaultsource.ErrSecretNotFound)
 	assert.Equal(t, "knotmtls: knot secret: "+vaultsource.ErrSecretNotFound.Error(), err.Error())
 }
+
+// TestNewChecksTheVaultEnvironmentWithTheRest: the VAULT_* settings New
+// reads through api.DefaultConfig are checked before any request, listed
+// with the other problems, and VAULT_SKIP_VERIFY is refused.
+func TestNewChecksTheVaultEnvironmentWithTheRest(t *testing.T) {
+	vc, requests := fakeVault(t, http.StatusOK)
+	t.Setenv("VAULT_ADDR", vc.Address()) // what New would contact
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"unparsable variable", map[string]string{"VAULT_MAX_RETRIES": "many"},
+			[]string{"the VAULT_* environment is invalid", "ClientID is required"}},
+		{"skip verify", map[string]string{"VAULT_SKIP_VERIFY": "true"},
+			[]string{"VAULT_SKIP_VERIFY is set", "ClientID is required"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			cfg := validConfig()
+			cfg.ClientID = ""
+			_, err := knotmtls.New(t.Context(), cfg)
+			var ce *knotmtls.ConfigError
+			require.ErrorAs(t, err, &ce)
+			require.Len(t, ce.Problems, len(tc.want), "problems: %q", ce.Problems)
+			for i, w := range tc.want {
+				assert.Contains(t, ce.Problems[i], w)
+			}
+
+			// NewFromEnv lists them with the environment's own problems.
+			t.Setenv(knotmtls.EnvClientID, "")
+			_, err = knotmtls.NewFromEnv(t.Context())
+			require.ErrorAs(t, err, &ce)
+			assert.Contains(t, err.Error(), "KNOT_CLIENT_ID is required")
+			assert.Contains(t, err.Error(), tc.want[0])
+			assert.Zero(t, requests.Load())
+		})
+	}
+}
