@@ -11,7 +11,7 @@
 //	session, err := c.Knot.CreateSession(ctx, req)
 //
 // [New] takes a [Config] instead of the environment. Every piece stays
-// replaceable: your own *api.Client (Config.Vault), any api.AuthMethod
+// replaceable: your own *api.Client ([WithVaultClient]), any api.AuthMethod
 // (Config.Login) or a Vault Proxy (Config.Proxy), any
 // provider.CertificateSource (Config.Source), provider and source options,
 // and every knotclient setting (Config.Knot: BaseURL and RootCAs for a
