@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/assert"
@@ -104,6 +105,21 @@ func provisionCompose(t *testing.T, root *api.Client, knot *knottest.Server, tra
 	return certs[0], roleID, secretIDFile, secretPath
 }
 
+// waitAudit waits (bounded) until Vault's audit log holds at least n
+// requests with operation and path since then, and returns the log.
+func waitAudit(t *testing.T, v *vaulttest.Vault, since time.Time, operation, path string, n int) []vaulttest.AuditRequest {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		reqs, err := v.AuditRequests(t.Context())
+		require.NoError(t, err)
+		if vaulttest.CountAudit(reqs, operation, path, since) >= n || time.Now().After(deadline) {
+			return reqs
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // knotCAFile writes the PEM of knot's server CA to a file.
 func knotCAFile(t *testing.T, knot *knottest.Server) string {
 	t.Helper()
@@ -124,6 +140,7 @@ func TestComposeFromEnv(t *testing.T) {
 	require.NoError(t, err)
 	ctx := t.Context()
 	require.NoError(t, v.EnableTransit(ctx))
+	require.NoError(t, v.EnableAudit(ctx))
 
 	tests := []struct {
 		name      string
@@ -168,6 +185,7 @@ func TestComposeFromEnv(t *testing.T) {
 			composeEnv(t, env)
 
 			ignore := goleak.IgnoreCurrent()
+			since := time.Now()
 			c, err := knotmtls.NewFromEnv(ctx)
 			if tc.wantStep != "" {
 				require.Nil(t, c)
@@ -193,6 +211,22 @@ func TestComposeFromEnv(t *testing.T) {
 			assert.True(t, reqs[0].AuthOK)
 			require.NotNil(t, c.Auth())
 			assert.Equal(t, 1, c.Auth().Status().Logins, "one AppRole login")
+
+			// What the one call and the one Knot request cost in Vault, by
+			// Vault's own audit log.
+			audit := waitAudit(t, v, since, "update", "auth/approle/login", 1)
+			byPath := map[string]int{}
+			for _, r := range audit {
+				if !r.Time.Before(since) {
+					byPath[r.Operation+" "+r.Path]++
+				}
+			}
+			t.Logf("figures: vault requests for NewFromEnv + one CreateSession: %v", byPath)
+			assert.Equal(t, 1, byPath["update auth/approle/login"], "one login")
+			if tc.transit {
+				key := vaultsource.DefaultTransitKey("development", clientID)
+				assert.Equal(t, 1, byPath["update transit/sign/"+key], "one new connection, one Transit signature")
+			}
 
 			// Least privilege holds: the runtime token cannot replace the key.
 			_, err = vaultsource.ProvisionKV(ctx, c.Vault(), "secret", vaultsource.DefaultKVPath("development", clientID),
