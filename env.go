@@ -195,6 +195,13 @@ func configFromEnv(getenv func(string) string) (Config, error) {
 		cfg.KVVersion = n
 	}
 
+	if cfg.Transit && cfg.SecretKVPath == "" {
+		for _, n := range []string{EnvKVMount, EnvKVVersion} {
+			if get(n) != "" {
+				p.add("%s is unused with %s=transit and without %s", n, EnvStore, EnvSecretKVPath)
+			}
+		}
+	}
 	authEnv(getenv, &cfg, &p)
 
 	// A test server instead of Knot.

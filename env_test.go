@@ -159,6 +159,7 @@ func TestConfigFromEnvListsEveryProblem(t *testing.T) {
 		{"transit and a kv path", with(base(), EnvStore, "transit", EnvKVPath, "x"), []string{"KNOTMTLS_KV_PATH applies only with KNOTMTLS_STORE=kv"}},
 		{"kv and a transit key", with(base(), EnvTransitKey, "k"), []string{"KNOTMTLS_TRANSIT_KEY applies only with KNOTMTLS_STORE=transit"}},
 		{"kv version", with(base(), EnvKVVersion, "3"), []string{`KNOTMTLS_KV_VERSION="3"`}},
+		{"kv mount with transit", with(base(), EnvStore, "transit", EnvKVMount, "kv"), []string{"KNOTMTLS_KV_MOUNT is unused with KNOTMTLS_STORE=transit"}},
 		{"ca file missing", with(base(), EnvKnotCAFile, "/nonexistent/ca.pem"), []string{"KNOTMTLS_KNOT_CA_FILE: open /nonexistent/ca.pem"}},
 		{"ca file not PEM", with(base(), EnvKnotCAFile, notPEM), []string{"no PEM certificate in it"}},
 		{"several at once", with(base(), EnvClientID, "", EnvStore, "pki", EnvK8sRole, "r", EnvAppRoleRoleID, ""), []string{

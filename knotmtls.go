@@ -251,6 +251,9 @@ func (cfg *Config) validate(o *options) error {
 	} else if cfg.TransitMount != "" || cfg.TransitKey != "" || len(cfg.TransitOptions) > 0 {
 		p.add("TransitMount, TransitKey and TransitOptions apply only with Transit (without it the key is in the KV secret KVPath)")
 	}
+	if (cfg.Source != nil || cfg.Transit) && cfg.SecretKVPath == "" && (cfg.KVMount != "" || cfg.KVVersion != 0) {
+		p.add("KVMount and KVVersion locate the KV identity or SecretKVPath: unused with Source or Transit and without SecretKVPath")
+	}
 	if cfg.KVVersion != 0 && cfg.KVVersion != 1 && cfg.KVVersion != 2 {
 		p.add("KVVersion %d: want 1 or 2", cfg.KVVersion)
 	}

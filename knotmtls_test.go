@@ -90,6 +90,8 @@ func TestNewRefusesIncompleteOrContradictoryConfig(t *testing.T) {
 		{"transit key without transit", func(c *knotmtls.Config) { c.TransitKey = "k" },
 			[]string{"apply only with Transit"}},
 		{"kv version 3", func(c *knotmtls.Config) { c.KVVersion = 3 }, []string{"KVVersion 3"}},
+		{"kv mount with transit, secret elsewhere", func(c *knotmtls.Config) { c.Transit, c.KVMount = true, "kv" },
+			[]string{"KVMount and KVVersion locate the KV identity or SecretKVPath"}},
 		{"no knot secret", func(c *knotmtls.Config) { c.Secret = nil }, []string{"the Knot secret is required"}},
 		{"secret twice", func(c *knotmtls.Config) { c.SecretKVPath = "knot/api" },
 			[]string{"Secret and SecretKVPath exclude each other"}},
