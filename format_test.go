@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/api/auth/approle"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -132,19 +133,28 @@ func TestNoSecretUnderAnyVerb(t *testing.T) {
 	var se *knotmtls.SetupError
 	require.ErrorAs(t, loginErr, &se)
 
+	// AppRole with the secret-id given as a string: the upstream helper
+	// keeps it in a plain field.
+	approleLogin, err := vaultauth.AppRole("role-id", &approle.SecretID{FromString: markerToken})
+	require.NoError(t, err)
+	approleCfg := cfg
+	approleCfg.Login = approleLogin
+
 	type holder struct {
 		cfg    knotmtls.Config
+		ar     knotmtls.Config
 		client knotmtls.Client
 		ptr    *knotmtls.Client
 		err    error
 	}
-	held := holder{cfg: cfg, client: *client, ptr: client, err: loginErr}
+	held := holder{cfg: cfg, ar: approleCfg, client: *client, ptr: client, err: loginErr}
 	values := []struct {
 		name  string
 		value any
 	}{
 		{"Config", cfg},
 		{"*Config", &cfg},
+		{"Config with an AppRole login", approleCfg},
 		{"*Client", client},
 		{"Client (copy)", *client},
 		{"values in unexported fields", held},
