@@ -228,7 +228,8 @@ func AppRole(roleID string, secretID *approle.SecretID, opts ...approle.LoginOpt
 	if err != nil {
 		return nil, fmt.Errorf("vaultauth: approle: %w", err)
 	}
-	return namedMethod{name: "approle", m: m}, nil
+	var am api.AuthMethod = m
+	return namedMethod{name: "approle", m: &am}, nil
 }
 
 // Userpass returns the userpass login of github.com/hashicorp/vault/api/auth/userpass,
@@ -239,7 +240,8 @@ func Userpass(username string, password *userpass.Password, opts ...userpass.Log
 	if err != nil {
 		return nil, fmt.Errorf("vaultauth: userpass: %w", err)
 	}
-	return namedMethod{name: "userpass", m: m}, nil
+	var um api.AuthMethod = m
+	return namedMethod{name: "userpass", m: &um}, nil
 }
 
 // DefaultKubernetesTokenPath is where Kubernetes mounts a pod's service
@@ -290,15 +292,19 @@ func (p perLogin) Login(ctx context.Context, client *api.Client) (*api.Secret, e
 
 func (p perLogin) authMethodName() string { return p.name }
 
-// namedMethod gives an upstream method a name for logs and errors.
+// namedMethod gives an upstream method a name for logs and errors. The
+// upstream method is held behind a pointer: upstream helpers keep their
+// credentials in plain fields (approle's secret-id given as a string), and
+// a caller's struct holding this method in an unexported field is printed
+// by fmt without calling String, which then shows an address only.
 type namedMethod struct {
 	name string
-	m    api.AuthMethod
+	m    *api.AuthMethod
 }
 
 // Login logs in with the upstream method.
 func (n namedMethod) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
-	return n.m.Login(ctx, client)
+	return (*n.m).Login(ctx, client)
 }
 
 func (n namedMethod) authMethodName() string { return n.name }
