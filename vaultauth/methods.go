@@ -39,16 +39,19 @@ var (
 // such as a dev root token) or that cannot be renewed: logging in again
 // would return the same token. Once it expires or is revoked every login
 // fails.
-func Token(token string) api.AuthMethod { return staticToken{token: token} }
+func Token(token string) api.AuthMethod { return staticToken{token: &token} }
 
-type staticToken struct{ token string }
+// staticToken holds the token behind a pointer: a caller's struct that keeps
+// the method in an unexported field is printed by fmt without calling
+// String, and then shows an address, not the token.
+type staticToken struct{ token *string }
 
 // Login looks the token up.
 func (s staticToken) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
-	if s.token == "" {
+	if s.token == nil || *s.token == "" {
 		return nil, fmt.Errorf("vaultauth: static token: %w", ErrEmptyToken)
 	}
-	return lookupToken(ctx, client, s.token)
+	return lookupToken(ctx, client, *s.token)
 }
 
 func (staticToken) authMethodName() string { return "static token" }
@@ -225,7 +228,8 @@ func AppRole(roleID string, secretID *approle.SecretID, opts ...approle.LoginOpt
 	if err != nil {
 		return nil, fmt.Errorf("vaultauth: approle: %w", err)
 	}
-	return namedMethod{name: "approle", m: m}, nil
+	var am api.AuthMethod = m
+	return namedMethod{name: "approle", m: &am}, nil
 }
 
 // Userpass returns the userpass login of github.com/hashicorp/vault/api/auth/userpass,
@@ -236,8 +240,13 @@ func Userpass(username string, password *userpass.Password, opts ...userpass.Log
 	if err != nil {
 		return nil, fmt.Errorf("vaultauth: userpass: %w", err)
 	}
-	return namedMethod{name: "userpass", m: m}, nil
+	var um api.AuthMethod = m
+	return namedMethod{name: "userpass", m: &um}, nil
 }
+
+// DefaultKubernetesTokenPath is where Kubernetes mounts a pod's service
+// account token; pass it to kubernetes.WithServiceAccountTokenPath.
+const DefaultKubernetesTokenPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
 // Kubernetes returns the Kubernetes login of github.com/hashicorp/vault/api/auth/kubernetes
 // for role. The upstream helper reads the service-account token when it is
@@ -283,15 +292,19 @@ func (p perLogin) Login(ctx context.Context, client *api.Client) (*api.Secret, e
 
 func (p perLogin) authMethodName() string { return p.name }
 
-// namedMethod gives an upstream method a name for logs and errors.
+// namedMethod gives an upstream method a name for logs and errors. The
+// upstream method is held behind a pointer: upstream helpers keep their
+// credentials in plain fields (approle's secret-id given as a string), and
+// a caller's struct holding this method in an unexported field is printed
+// by fmt without calling String, which then shows an address only.
 type namedMethod struct {
 	name string
-	m    api.AuthMethod
+	m    *api.AuthMethod
 }
 
 // Login logs in with the upstream method.
 func (n namedMethod) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
-	return n.m.Login(ctx, client)
+	return (*n.m).Login(ctx, client)
 }
 
 func (n namedMethod) authMethodName() string { return n.name }

@@ -16,20 +16,22 @@ import (
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
-// Default locations, derived from the client_id and the environment so that
-// one Vault can hold the identities of several clients and both Knot
-// environments side by side.
+// Default locations: the rule lives in vaultsource (DefaultKVMount,
+// DefaultKVPath, ...), shared with the root package knotmtls.
 const (
-	DefaultKVMount      = "secret"
-	DefaultTransitMount = "transit"
+	DefaultKVMount      = vaultsource.DefaultKVMount
+	DefaultTransitMount = vaultsource.DefaultTransitMount
 )
 
-// DefaultKVPath is the KV secret path used when --kv-path is not given.
-func DefaultKVPath(env, clientID string) string { return "knot/" + env + "/" + clientID }
+// DefaultKVPath is the KV secret path used when --kv-path is not given
+// (vaultsource.DefaultKVPath).
+func DefaultKVPath(env, clientID string) string { return vaultsource.DefaultKVPath(env, clientID) }
 
 // DefaultTransitKey is the Transit key name used when --transit-key is not
-// given.
-func DefaultTransitKey(env, clientID string) string { return "knot-" + env + "-" + clientID }
+// given (vaultsource.DefaultTransitKey).
+func DefaultTransitKey(env, clientID string) string {
+	return vaultsource.DefaultTransitKey(env, clientID)
+}
 
 // Version is the version of the knotmtls module in this binary, or "devel".
 func Version() string { return knotclient.Version }

@@ -25,8 +25,8 @@ const (
 )
 
 // DefaultKubernetesTokenPath is where Kubernetes mounts the service account
-// token.
-const DefaultKubernetesTokenPath = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+// token (vaultauth.DefaultKubernetesTokenPath).
+const DefaultKubernetesTokenPath = vaultauth.DefaultKubernetesTokenPath
 
 // vaultFlags are the Vault connection and login flags every command has.
 type vaultFlags struct {
