@@ -384,7 +384,7 @@ func TestHalfWrittenPair(t *testing.T) {
 	}))
 	src.waitReady(t)
 
-	writeFile(t, f.cert, b.certPEM)
+	replaceFile(t, f.cert, b.certPEM) // whole: an in-place write can be seen empty
 	require.Eventually(t, func() bool { return len(failed()) > 0 }, waitFor, tick, "the half-written pair was not reported")
 	for _, err := range failed() {
 		require.ErrorIs(t, err, provider.ErrKeyMismatch)
@@ -392,7 +392,7 @@ func TestHalfWrittenPair(t *testing.T) {
 	assert.Equal(t, a.serial(), servedSerial(t, p), "the old pair keeps being served")
 	assert.ErrorIs(t, p.Status().LastError, provider.ErrKeyMismatch)
 
-	writeFile(t, f.key, b.keyPEM)
+	replaceFile(t, f.key, b.keyPEM)
 	require.Eventually(t, func() bool { return servedSerial(t, p) == b.serial() }, waitFor, tick)
 	assert.NoError(t, p.Status().LastError)
 }
