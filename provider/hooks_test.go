@@ -176,7 +176,11 @@ func TestNotifyAttemptReportsEveryAttempt(t *testing.T) {
 	var mu sync.Mutex
 	var got []provider.Attempt
 	stop := p.NotifyAttempt(func(a provider.Attempt) { mu.Lock(); got = append(got, a); mu.Unlock() })
-	attempts := func() []provider.Attempt { mu.Lock(); defer mu.Unlock(); return append([]provider.Attempt(nil), got...) }
+	attempts := func() []provider.Attempt {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]provider.Attempt(nil), got...)
+	}
 
 	_, err := p.Bundle(context.Background())
 	require.NoError(t, err)
