@@ -55,6 +55,8 @@ func (f *fakeAuthVault) client(t *testing.T) *api.Client {
 				return
 			}
 			writeJSON(w, http.StatusOK, auth(fmt.Sprintf("hvs.token-%d", n)))
+		case "/v1/auth/token/lookup-self": // a root-like token: never expires
+			writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{"ttl": 0, "renewable": false, "policies": []string{"root"}}})
 		case "/v1/auth/token/renew-self":
 			f.renewals.Add(1)
 			writeJSON(w, http.StatusOK, auth(r.Header.Get("X-Vault-Token")))
@@ -143,4 +145,25 @@ func TestAuthMetricsThroughPrometheus(t *testing.T) {
 	require.NoError(t, stop())
 	got = m.gather(t)
 	assert.Empty(t, got["knotmtls_vault_token_expires_seconds"], "stop unregisters the callback")
+}
+
+// TestAuthMetricsTokenThatNeverExpires: a token with TTL 0 (a dev root
+// token) has no expiry series, rather than an expiry in 1970.
+func TestAuthMetricsTokenThatNeverExpires(t *testing.T) {
+	m := newMetrics(t)
+	a, err := vaultauth.New((&fakeAuthVault{}).client(t), vaultauth.Token("hvs.root-token"),
+		vaultauth.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	defer a.Close()
+	_, err = otelknotmtls.InstrumentAuth(m.mp, a)
+	require.NoError(t, err)
+	require.NoError(t, a.Start(context.Background()))
+	require.True(t, a.Status().TokenExpires.IsZero())
+
+	got := m.gather(t)
+	v, ok := value(got, "knotmtls_vault_logins_total", "method", "static token")
+	require.True(t, ok, "names: %v", names(got))
+	assert.Equal(t, 1.0, v)
+	assert.Empty(t, got["knotmtls_vault_token_expires_seconds"])
+	assert.NotContains(t, m.scrape(t), "hvs.root-token")
 }
