@@ -32,11 +32,15 @@ type metrics struct {
 	mp  *sdkmetric.MeterProvider
 }
 
-func newMetrics(t *testing.T) *metrics {
+func newMetrics(t *testing.T) *metrics { return newBenchMetrics(t) }
+
+func newBenchMetrics(t testing.TB) *metrics {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutTargetInfo(), otelprom.WithoutScopeInfo())
-	require.NoError(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	return &metrics{reg: reg, mp: mp}
