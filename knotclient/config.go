@@ -159,6 +159,7 @@ func (cfg Config) String() string {
 		{"MaxPages", cfg.MaxPages != 0, fmt.Sprint(cfg.MaxPages)},
 		{"Transport", cfg.Transport != nil, "set"},
 		{"WrapTransport", cfg.WrapTransport != nil, "set"},
+		{"OnAttempt", cfg.OnAttempt != nil, "set"},
 		{"Logger", cfg.Logger != nil, "set"},
 	} {
 		if f.set {

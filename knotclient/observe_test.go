@@ -73,3 +73,12 @@ func TestOnAttemptReportsEachAttempt(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigStringShowsOnAttempt: Config.String says a hook is set, as it
+// does for WrapTransport, and prints nothing of it.
+func TestConfigStringShowsOnAttempt(t *testing.T) {
+	cfg := knotclient.Config{ClientID: "c"}
+	assert.NotContains(t, cfg.String(), "OnAttempt")
+	cfg.OnAttempt = func(knotclient.AttemptEvent) {}
+	assert.Contains(t, cfg.String(), ", OnAttempt:set")
+}
