@@ -21,8 +21,9 @@ type AttemptEvent struct {
 	// Duration is the attempt, from sending the request to reading the
 	// whole response.
 	Duration time.Duration
-	// Retry is true when the call repeats after this attempt, after Delay.
+	// Retry is true when the call repeats after this attempt.
 	Retry bool
+	// Delay is the wait before that retry (0 when Retry is false).
 	Delay time.Duration
 }
 
