@@ -125,7 +125,7 @@ func TestOTelMetricsAgainstVault(t *testing.T) {
 		}
 	}
 	t.Logf("sign failure reasons while Vault was frozen: %v", reasons)
-	v, _ = promValue(t, reg, "knotmtls_transit_sign_failures_total", "reason", "timeout")
+	v, _ = promValue(t, reg, "knotmtls_transit_sign_failures_total", "reason", "unavailable")
 	assert.Equal(t, float64(knotclient.DefaultMaxAttempts), v, "one sign failure per attempt")
 	v, _ = promValue(t, reg, "knotmtls_transit_sign_duration_seconds", "outcome", "failure")
 	assert.Equal(t, float64(knotclient.DefaultMaxAttempts), v)

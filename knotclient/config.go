@@ -112,15 +112,16 @@ type Config struct {
 	// built, e.g. otelhttp.NewTransport for tracing. The wrapper sees every
 	// attempt, with the Authorization header set.
 	WrapTransport func(http.RoundTripper) http.RoundTripper
-	// OnAttempt, if set, is called after every attempt of every call with
-	// its outcome (see [AttemptEvent]), on the calling goroutine: keep it
-	// short. It is the observation point for metrics (otelknotmtls).
-	OnAttempt func(AttemptEvent)
 
 	// Logger receives retry and rotation events at Info/Debug level (default
 	// slog.Default()). Log lines carry the operation and status, never the
 	// secret, request bodies, session IDs or card data.
 	Logger *slog.Logger
+
+	// OnAttempt, if set, is called after every attempt of every call with
+	// its outcome (see [AttemptEvent]), on the calling goroutine: keep it
+	// short. It is the observation point for metrics (otelknotmtls).
+	OnAttempt func(AttemptEvent)
 }
 
 // String describes cfg for logs and debugging without anything secret: the

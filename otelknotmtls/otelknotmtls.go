@@ -63,49 +63,54 @@ func meter(mp metric.MeterProvider) (metric.Meter, error) {
 	return mp.Meter(ScopeName), nil
 }
 
-// Reasons the reason attribute takes, beyond provider.ErrorClass's classes
+// Reasons the reason attribute takes beyond provider.ErrorClass's classes
 // (unavailable, timeout, permission_denied, invalid_bundle, expired,
 // not_yet_valid, source_panic, closed).
 const (
-	ReasonNotFound     = "not_found"     // secret, mount, Transit key or key version absent
-	ReasonBadSignature = "bad_signature" // Vault's signature did not verify
-	ReasonUnsupported  = "unsupported"   // key type or signature request not supported
-	ReasonRateLimited  = "rate_limited"  // Vault rate-limit quota (429)
+	ReasonNotFound     = "not_found"     // secret, mount or Transit key absent
 	ReasonSealed       = "sealed"        // Vault sealed
+	ReasonRateLimited  = "rate_limited"  // Vault rate-limit quota (429)
+	ReasonBadSignature = "bad_signature" // Vault's signature did not verify
+	ReasonUnsupported  = "unsupported"   // a signature request Transit cannot serve
 )
 
 // Reasons lists every value of the reason attribute.
 var Reasons = []string{
 	provider.ClassUnavailable, provider.ClassTimeout, provider.ClassPermission, provider.ClassInvalidBundle,
 	provider.ClassExpired, provider.ClassNotYetValid, provider.ClassSourcePanic, provider.ClassClosed,
-	ReasonNotFound, ReasonBadSignature, ReasonUnsupported, ReasonRateLimited, ReasonSealed,
+	ReasonNotFound, ReasonSealed, ReasonRateLimited, ReasonBadSignature, ReasonUnsupported,
 }
 
-// Reason classifies err into one of [Reasons]: the Vault cases of package
-// vaultsource first, then provider.ErrorClass. It returns "" for nil.
+// Reason classifies err into one of [Reasons]. Vault errors of package
+// vaultsource get the class Status.Health gives them (sealed,
+// rate_limited, unavailable, permission_denied, not_found, invalid_bundle),
+// a Transit signature that does not verify bad_signature and one Transit
+// cannot make unsupported; anything else is provider.ErrorClass's answer.
+// It returns "" for nil.
 func Reason(err error) string {
 	if err == nil {
 		return ""
 	}
 	switch {
-	case errors.Is(err, vaultsource.ErrPermissionDenied):
-		return provider.ClassPermission
-	case errors.Is(err, vaultsource.ErrSealed):
+	case errors.Is(err, vaultsource.ErrSealed): // before ErrUnavailable, which it wraps
 		return ReasonSealed
 	case errors.Is(err, vaultsource.ErrRateLimited):
 		return ReasonRateLimited
+	case errors.Is(err, vaultsource.ErrUnavailable): // a frozen Vault's sign timeout included
+		return provider.ClassUnavailable
+	case errors.Is(err, vaultsource.ErrPermissionDenied):
+		return provider.ClassPermission
 	case errors.Is(err, vaultsource.ErrSecretNotFound), errors.Is(err, vaultsource.ErrVersionDeleted),
-		errors.Is(err, vaultsource.ErrMountNotFound), errors.Is(err, vaultsource.ErrKeyNotFound),
-		errors.Is(err, vaultsource.ErrNoCertificateChain):
+		errors.Is(err, vaultsource.ErrKeyNotFound), errors.Is(err, vaultsource.ErrMountNotFound):
 		return ReasonNotFound
+	case errors.Is(err, vaultsource.ErrMissingField), errors.Is(err, vaultsource.ErrFieldType),
+		errors.Is(err, vaultsource.ErrNoCertificateChain), errors.Is(err, vaultsource.ErrUnsupportedKeyType),
+		errors.Is(err, vaultsource.ErrWrongKVVersion):
+		return provider.ClassInvalidBundle
 	case errors.Is(err, vaultsource.ErrBadSignature):
 		return ReasonBadSignature
-	case errors.Is(err, vaultsource.ErrUnsupportedSignature), errors.Is(err, vaultsource.ErrUnsupportedKeyType),
-		errors.Is(err, vaultsource.ErrWrongKVVersion):
+	case errors.Is(err, vaultsource.ErrUnsupportedSignature):
 		return ReasonUnsupported
-	case errors.Is(err, vaultsource.ErrMissingField), errors.Is(err, vaultsource.ErrFieldType),
-		errors.Is(err, vaultsource.ErrUnexpectedResponse):
-		return provider.ClassInvalidBundle
 	}
 	return provider.ErrorClass(err)
 }
