@@ -80,22 +80,26 @@ func TestOTelMetricsAgainstVault(t *testing.T) {
 	t.Cleanup(func() { _ = stopProvider() })
 	onAttempt, err := otelknotmtls.ClientOnAttempt(mp)
 	require.NoError(t, err)
-	kc, err := knotclient.New(knotclient.Config{
-		ClientID: e.knot.ClientID(), Secret: knotclient.StaticSecret(e.knot.Secret()), Certificates: p,
-		BaseURL: e.knot.URL(), RootCAs: e.knot.RootCAs(), OnAttempt: onAttempt,
-		Transport:      &http.Transport{DisableKeepAlives: true}, // every call a full handshake
-		RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 20 * time.Millisecond,
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = kc.Close() })
+	// A new client for each call: its own connections and TLS session
+	// cache, so every call is a full handshake that Transit signs.
+	call := func() error {
+		kc, err := knotclient.New(knotclient.Config{
+			ClientID: e.knot.ClientID(), Secret: knotclient.StaticSecret(e.knot.Secret()), Certificates: p,
+			BaseURL: e.knot.URL(), RootCAs: e.knot.RootCAs(), OnAttempt: onAttempt,
+			RetryBaseDelay: 10 * time.Millisecond, RetryMaxDelay: 20 * time.Millisecond,
+		})
+		require.NoError(t, err)
+		defer kc.Close()
+		_, err = kc.GetJWEKey(ctx)
+		return err
+	}
 	signPath := "transit/sign/" + key
 	signs := func() int { return e.counter.count(http.MethodPut, signPath) }
 
 	const calls = 5
 	before := signs()
 	for range calls {
-		_, err := kc.GetJWEKey(ctx)
-		require.NoError(t, err)
+		require.NoError(t, call())
 	}
 	vaultSigns := signs() - before
 	require.Equal(t, calls, vaultSigns, "one Transit signature per new connection")
@@ -111,8 +115,7 @@ func TestOTelMetricsAgainstVault(t *testing.T) {
 	// A frozen Vault: each handshake's signature times out (1 s); the call
 	// is retried (the sign error is temporary) and fails after 3 attempts.
 	require.NoError(t, e.vault.Pause(ctx))
-	_, err = kc.GetJWEKey(ctx)
-	require.Error(t, err)
+	require.Error(t, call())
 	require.NoError(t, e.vault.Unpause(ctx))
 	fams, err := reg.Gather()
 	require.NoError(t, err)
@@ -134,8 +137,7 @@ func TestOTelMetricsAgainstVault(t *testing.T) {
 	v, _ = promValue(t, reg, "knotmtls_client_retries_total", "operation", "GET /jwe/key", "outcome", "sign_error")
 	assert.Equal(t, float64(knotclient.DefaultMaxAttempts-1), v, "the last attempt is not retried")
 
-	_, err = kc.GetJWEKey(ctx)
-	require.NoError(t, err, "Vault is back")
+	require.NoError(t, call(), "Vault is back")
 	v, _ = promValue(t, reg, "knotmtls_transit_sign_duration_seconds", "outcome", "success")
 	assert.Equal(t, float64(calls+1), v)
 
