@@ -10,6 +10,8 @@ import (
 	"net/http/httptest"
 	"strings"
 
+	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/api/auth/approle"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -20,6 +22,8 @@ import (
 	"github.com/knotmtls/knotmtls/knotclient/knottest"
 	"github.com/knotmtls/knotmtls/otelknotmtls"
 	"github.com/knotmtls/knotmtls/provider"
+	"github.com/knotmtls/knotmtls/vaultauth"
+	"github.com/knotmtls/knotmtls/vaultsource"
 )
 
 // Example wires the provider and the Knot client to an OpenTelemetry
@@ -104,4 +108,49 @@ func Example() {
 	// knotmtls_client_attempts_total{operation="GET /jwe/key",outcome="success"} 1
 	// knotmtls_provider_refresh_attempts_total 1
 	// knotmtls_provider_serving_stale 0
+}
+
+// ExampleTransitOption records the duration and failures of every Transit
+// signature (one per full TLS handshake) of a source.
+func ExampleTransitOption() {
+	mp := sdkmetric.NewMeterProvider() // with a reader, as in Example
+	opt, err := otelknotmtls.TransitOption(mp)
+	if err != nil {
+		log.Fatal(err)
+	}
+	client, err := api.NewClient(api.DefaultConfig())
+	if err != nil {
+		log.Fatal(err)
+	}
+	src, err := vaultsource.NewTransit(client, "transit", "knot", opt)
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = src // the provider's source, as usual
+}
+
+// ExampleInstrumentAuth exports the logins, failures, renewals and token
+// expiry of a Vault login; the values are read from Auth.Status when the
+// metrics are collected.
+func ExampleInstrumentAuth() {
+	mp := sdkmetric.NewMeterProvider() // with a reader, as in Example
+	client, err := api.NewClient(api.DefaultConfig())
+	if err != nil {
+		log.Fatal(err)
+	}
+	method, err := vaultauth.AppRole("role-id", &approle.SecretID{FromFile: "/run/secrets/vault-secret-id"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	auth, err := vaultauth.New(client, method)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer auth.Close()
+	stop, err := otelknotmtls.InstrumentAuth(mp, auth)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stop()
+	// auth.Start(ctx), then the sources as usual.
 }
