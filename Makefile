@@ -39,6 +39,7 @@ test: test-unit vault-image test-integration
 test-unit:
 	@echo "=== unit tests (root module)"
 	@$(call timed,unit tests,$(GO) test $(TESTFLAGS) -timeout $(UNIT_TIMEOUT) ./...)
+	@$(call timed,unit tests (otelknotmtls),cd otelknotmtls && $(GO) test $(TESTFLAGS) -timeout $(UNIT_TIMEOUT) ./...)
 
 test-integration:
 	@echo "=== integration tests (integration module)"
@@ -107,5 +108,6 @@ fmt-check:
 vet:
 	@echo "=== go vet"
 	@$(call timed,go vet (root),$(GO) vet ./...)
+	@$(call timed,go vet (otelknotmtls),cd otelknotmtls && $(GO) vet ./...)
 	@$(call timed,go vet (integration),cd integration && $(GO) vet ./...)
 	@$(call timed,go vet (integration/vaultserver),cd integration/vaultserver && CGO_ENABLED=0 $(GO) vet -trimpath ./...)

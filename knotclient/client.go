@@ -195,27 +195,30 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 		attempts = c.cfg.MaxAttempts
 	}
 	for n := 1; ; n++ {
+		start := time.Now()
 		status, hdr, body, err := c.attempt(ctx, hc, cl, target, payload, auth)
+		ev := AttemptEvent{Op: cl.op, Attempt: n, Status: status, Err: err, Duration: time.Since(start)}
+		done := func(err error) error { c.observe(ev); return err } // no retry follows
 		var (
 			lastErr error
 			delay   time.Duration
 		)
 		if err == nil {
 			if status >= 200 && status <= 299 {
-				return c.decode(cl, status, body, out, secret, token)
+				return done(c.decode(cl, status, body, out, secret, token))
 			}
 			apiErr := newError(cl.op, status, body, secret, token)
 			apiErr.Attempts = n
 			ra, hasRA := parseRetryAfter(hdr.Get("Retry-After"), time.Now())
 			apiErr.RetryAfter = ra
 			if !cl.retry || n >= attempts || !retryableStatus(status) {
-				return apiErr
+				return done(apiErr)
 			}
 			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("%w (retry abandoned: %w)", apiErr, err)
+				return done(fmt.Errorf("%w (retry abandoned: %w)", apiErr, err))
 			}
 			if hasRA && ra > c.cfg.MaxRetryAfter {
-				return apiErr
+				return done(apiErr)
 			}
 			lastErr, delay = apiErr, backoff(c.cfg.RetryBaseDelay, c.cfg.RetryMaxDelay, n)
 			if hasRA {
@@ -230,12 +233,14 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 				lastErr = fmt.Errorf("knotclient: %s: %w", cl.op, err)
 			}
 			if n >= c.cfg.MaxAttempts || !retryAttempt(ctx, cl, err) {
-				return lastErr
+				return done(lastErr)
 			}
 			delay = backoff(c.cfg.RetryBaseDelay, c.cfg.RetryMaxDelay, n)
 			c.log.Info("knot call failed; retrying", "op", cl.op, "error", err,
 				"attempt", n, "max_attempts", c.cfg.MaxAttempts, "delay", delay)
 		}
+		ev.Retry, ev.Delay = true, delay
+		c.observe(ev)
 		if err := sleep(ctx, c.done, delay); err != nil {
 			return fmt.Errorf("%w (retry abandoned: %w)", lastErr, err)
 		}

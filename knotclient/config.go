@@ -128,6 +128,11 @@ type Config struct {
 	// slog.Default()). Log lines carry the operation and status, never the
 	// secret, request bodies, session IDs or card data.
 	Logger *slog.Logger
+
+	// OnAttempt, if set, is called after every attempt of every call with
+	// its outcome (see [AttemptEvent]), on the calling goroutine: keep it
+	// short. It is the observation point for metrics (otelknotmtls).
+	OnAttempt func(AttemptEvent)
 }
 
 // String describes cfg for logs and debugging without anything secret: the
@@ -166,6 +171,7 @@ func (cfg Config) String() string {
 		{"MaxPages", cfg.MaxPages != 0, fmt.Sprint(cfg.MaxPages)},
 		{"Transport", cfg.Transport != nil, "set"},
 		{"WrapTransport", cfg.WrapTransport != nil, "set"},
+		{"OnAttempt", cfg.OnAttempt != nil, "set"},
 		{"Logger", cfg.Logger != nil, "set"},
 	} {
 		if f.set {

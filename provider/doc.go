@@ -39,7 +39,7 @@
 // or not.
 //
 // Hooks ([OnRotated], [OnRefreshFailed], [OnNearingExpiry],
-// [Provider.Notify]) must not be nil; one that panics is recovered and
+// [Provider.Notify], [Provider.NotifyAttempt]) must not be nil; one that panics is recovered and
 // logged once with its name, and the provider carries on.
 //
 // # Health

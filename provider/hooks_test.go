@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -163,4 +164,47 @@ func TestRefreshSeesChangesMadeBeforeTheCall(t *testing.T) {
 	require.NoError(t, err)
 	assert.Same(t, c, got, "after Refresh returns, the change made before it is served")
 	assert.EqualValues(t, 3, src.fetches.Load())
+}
+
+// TestNotifyAttemptReportsEveryAttempt: each attempt that asks the source is
+// reported once, with its error; a cached answer is not an attempt; stop
+// unregisters; a nil func is refused where it is registered.
+func TestNotifyAttemptReportsEveryAttempt(t *testing.T) {
+	is := newIssuer()
+	src := &fakeSource{bundle: is.valid(t)}
+	p := newProvider(t, src)
+	var mu sync.Mutex
+	var got []provider.Attempt
+	stop := p.NotifyAttempt(func(a provider.Attempt) { mu.Lock(); got = append(got, a); mu.Unlock() })
+	attempts := func() []provider.Attempt {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]provider.Attempt(nil), got...)
+	}
+
+	_, err := p.Bundle(context.Background())
+	require.NoError(t, err)
+	_, err = p.Bundle(context.Background()) // served from the cache: no attempt
+	require.NoError(t, err)
+	down := errors.New("vault down")
+	src.set(nil, down)
+	require.Error(t, p.Refresh(context.Background()))
+	src.set(is.valid(t), nil)
+	require.NoError(t, p.Refresh(context.Background()))
+
+	a := attempts()
+	require.Len(t, a, 3)
+	assert.NoError(t, a[0].Err)
+	assert.ErrorIs(t, a[1].Err, down)
+	assert.Equal(t, provider.ClassUnavailable, provider.ErrorClass(a[1].Err))
+	assert.NoError(t, a[2].Err)
+	for _, x := range a {
+		assert.GreaterOrEqual(t, x.Duration, time.Duration(0))
+	}
+	assert.EqualValues(t, 3, src.fetches.Load(), "one report per source call")
+
+	stop()
+	require.NoError(t, p.Refresh(context.Background()))
+	assert.Len(t, attempts(), 3, "stopped listeners are not called")
+	assert.PanicsWithValue(t, "provider: NotifyAttempt called with a nil func", func() { p.NotifyAttempt(nil) })
 }

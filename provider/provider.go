@@ -106,6 +106,8 @@ type Provider struct {
 	bo        *backoff.ExponentialBackOff
 	listeners map[uint64]listener
 	nextID    uint64
+
+	attemptListeners map[uint64]attemptListener // see NotifyAttempt
 }
 
 // health is the outcome of the attempts so far, guarded by Provider.mu.
@@ -354,14 +356,20 @@ func (p *Provider) attempt(values context.Context) *outcome {
 	stop := context.AfterFunc(p.ctx, cancel) // Close aborts the attempt
 	defer stop()
 
+	start := now()
 	p.mu.Lock()
-	p.health.lastAttempt = now()
+	p.health.lastAttempt = start
 	p.mu.Unlock()
 	s, err := p.ask(ctx)
 	if err != nil {
-		return &outcome{gen: gen, err: p.failed(err)}
+		err = p.failed(err)
+		if !errors.Is(err, ErrClosed) {
+			p.attempted(Attempt{Err: err, Duration: now().Sub(start)})
+		}
+		return &outcome{gen: gen, err: err}
 	}
 	p.succeeded()
+	p.attempted(Attempt{Duration: now().Sub(start)})
 	return &outcome{gen: gen, state: s}
 }
 

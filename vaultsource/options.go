@@ -72,6 +72,7 @@ type transitConfig struct {
 	commonConfig
 	keyVersion  int
 	signTimeout time.Duration
+	onSign      []func(SignEvent)
 }
 
 // KVOption configures a [KV] source ([NewKV], [ProvisionKV]).
@@ -220,6 +221,34 @@ func WithSignTimeout(d time.Duration) TransitOption {
 			return optionError("sign timeout must be positive, got %s", d)
 		}
 		c.signTimeout = d
+		return nil
+	})
+}
+
+// SignEvent describes one Transit signature, passed to the functions
+// registered with [OnSign]. It holds no digest and no signature.
+type SignEvent struct {
+	// KeyVersion is the Transit key version that was asked to sign.
+	KeyVersion int
+	// Duration is the whole signature: Vault's answer, a re-login and retry
+	// if one was needed, and the local verification.
+	Duration time.Duration
+	// Err is nil on success, else the [*Error] the signer returned (test it
+	// with errors.Is: [ErrUnavailable], [ErrPermissionDenied], ...).
+	Err error
+}
+
+// OnSign registers fn to be called after every signature the source's
+// signer makes (each full TLS handshake that presents a Transit-backed
+// certificate), successful or not, on the handshake's goroutine: keep it
+// short and never block. It is the observation point for metrics (see the
+// otelknotmtls module); without it nothing is measured.
+func OnSign(fn func(SignEvent)) TransitOption {
+	return transitOption(func(c *transitConfig) error {
+		if fn == nil {
+			return optionError("nil OnSign hook")
+		}
+		c.onSign = append(c.onSign, fn)
 		return nil
 	})
 }

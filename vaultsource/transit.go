@@ -237,7 +237,7 @@ func (t *Transit) Version(ctx context.Context) (string, error) {
 
 func (t *Transit) signer(version int, pub crypto.PublicKey) *transitSigner {
 	return &transitSigner{v: t.v, path: joinPath(t.mount, "sign", t.key), key: t.key, version: version, pub: pub,
-		timeout: t.cfg.signTimeout, errs: t.errs}
+		timeout: t.cfg.signTimeout, errs: t.errs, onSign: t.cfg.onSign}
 }
 
 // parsePublicKey parses Transit's public_key PEM (PKIX, or PKCS#1 for RSA).
@@ -263,6 +263,7 @@ type transitSigner struct {
 	pub     crypto.PublicKey
 	timeout time.Duration
 	errs    *signErrors
+	onSign  []func(SignEvent)
 }
 
 // Public returns the key version's public key.
@@ -278,9 +279,16 @@ func (s *transitSigner) String() string {
 // Errors are [*Error] values; crypto/tls keeps only their text, so each is
 // also recorded for [transitSigner.SignError].
 func (s *transitSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	start := time.Now()
 	sig, err := s.sign(digest, opts)
 	if err != nil && s.errs != nil {
 		s.errs.add(err)
+	}
+	if len(s.onSign) > 0 {
+		ev := SignEvent{KeyVersion: s.version, Duration: time.Since(start), Err: err}
+		for _, fn := range s.onSign {
+			fn(ev)
+		}
 	}
 	return sig, err
 }

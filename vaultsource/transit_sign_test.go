@@ -467,3 +467,39 @@ func TestTransitSignFailsFastWhenVaultFreezes(t *testing.T) {
 	assert.Same(t, err, rec.SignError(err.Error()), "the flattened text maps back to the typed error")
 	assert.Nil(t, rec.SignError("some other text"))
 }
+
+// TestTransitOnSignReportsEverySignature: OnSign hooks see each signature
+// once, in order, with the key version, a duration and the typed error of
+// a failure; a nil hook is refused.
+func TestTransitOnSignReportsEverySignature(t *testing.T) {
+	f := newFakeTransit(pkitest.CachedRSAKey(2048, 0))
+	var mu sync.Mutex
+	var events []vaultsource.SignEvent
+	record := func(e vaultsource.SignEvent) { mu.Lock(); events = append(events, e); mu.Unlock() }
+	var second atomic.Int32
+	src, err := vaultsource.NewTransit(f.serve(t), "transit", "knot",
+		vaultsource.OnSign(record), vaultsource.OnSign(func(vaultsource.SignEvent) { second.Add(1) }))
+	require.NoError(t, err)
+	b, err := src.Fetch(t.Context())
+	require.NoError(t, err)
+
+	digest := hashOf(crypto.SHA256, "transcript")
+	_, err = b.Key.Sign(rand.Reader, digest, crypto.SHA256)
+	require.NoError(t, err)
+	f.forbid.Store(1)
+	_, err = b.Key.Sign(rand.Reader, digest, crypto.SHA256)
+	require.ErrorIs(t, err, vaultsource.ErrPermissionDenied)
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, events, 2)
+	assert.Equal(t, 1, events[0].KeyVersion)
+	assert.NoError(t, events[0].Err)
+	assert.Positive(t, events[0].Duration)
+	assert.ErrorIs(t, events[1].Err, vaultsource.ErrPermissionDenied)
+	assert.Same(t, err, events[1].Err, "the hook sees the error the signer returned")
+	assert.EqualValues(t, 2, second.Load(), "every hook is called")
+
+	_, err = vaultsource.NewTransit(f.serve(t), "transit", "knot", vaultsource.OnSign(nil))
+	require.ErrorIs(t, err, vaultsource.ErrInvalidArgument)
+}
