@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,15 @@ func newBaseTransport(cfg *Config) *http.Transport {
 	var t *http.Transport
 	if cfg.Transport != nil {
 		t = cfg.Transport.Clone()
+		// Clone first sets up the caller's transport: one without a TLS
+		// config of its own gets HTTP/2 by default, and the clone inherits
+		// a TLS config whose ALPN offers "h2" but not the HTTP/2 handler
+		// (rebuilt on first use only when ForceAttemptHTTP2 is set, since a
+		// TLS config is now present). Offering h2 without speaking it breaks
+		// every call to a server that picks h2, so keep the two consistent.
+		if t.TLSNextProto == nil && t.TLSClientConfig != nil && slices.Contains(t.TLSClientConfig.NextProtos, "h2") {
+			t.ForceAttemptHTTP2 = true
+		}
 	} else {
 		dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 		t = &http.Transport{
