@@ -242,6 +242,9 @@ func faultKnotCall(t *testing.T, knot *knottest.Server, p *provider.Provider) fu
 		MaxAttempts:  1,
 		Timeout:      10 * time.Second,
 		Transport:    &http.Transport{DisableKeepAlives: true},
+		// Every call a full handshake that asks the provider: resumption
+		// would let calls through without the certificate ever being read.
+		DisableSessionResumption: true,
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })

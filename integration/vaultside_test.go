@@ -103,7 +103,8 @@ path "secret/data/knot/denied"     { capabilities = ["read"] }
 		p := e.newProvider(t, src, provider.WithPollInterval(time.Hour))
 		require.NoError(t, p.Refresh(ctx), "reading the key is allowed")
 		kc := e.knotAPIClient(t, p, func(c *knotclient.Config) {
-			c.Transport = &http.Transport{DisableKeepAlives: true} // a handshake per call
+			c.Transport = &http.Transport{DisableKeepAlives: true} // a full handshake per call
+			c.DisableSessionResumption = true
 			c.MaxAttempts = 3
 		})
 		counter.reset()
@@ -230,7 +231,10 @@ func TestTransitFrozenVault(t *testing.T) {
 	tr, _ := e.provisionTransit(t, key)
 	p := e.newProvider(t, tr, provider.WithPollInterval(time.Hour))
 	require.NoError(t, p.Refresh(ctx))
-	fresh := func(c *knotclient.Config) { c.Transport = &http.Transport{DisableKeepAlives: true} }
+	fresh := func(c *knotclient.Config) { // a full handshake (a Transit signature) per call
+		c.Transport = &http.Transport{DisableKeepAlives: true}
+		c.DisableSessionResumption = true
+	}
 	once := e.knotAPIClient(t, p, fresh, func(c *knotclient.Config) { c.MaxAttempts = 1 })
 	_, err := once.CreateSession(ctx, knotclient.CreateSessionRequest{Type: knotclient.SessionLink, ExternalUserID: "u"})
 	require.NoError(t, err, "Vault up: the handshake signs through Transit")
@@ -335,7 +339,10 @@ path "transit/sign/`+key+`"       { capabilities = ["update"] }
 	ptr := e.newProvider(t, tr, provider.WithPollInterval(time.Hour))
 	require.NoError(t, pkv.Refresh(ctx))
 	require.NoError(t, ptr.Refresh(ctx))
-	fresh := func(c *knotclient.Config) { c.Transport = &http.Transport{DisableKeepAlives: true} }
+	fresh := func(c *knotclient.Config) { // a full handshake (a Transit signature) per call
+		c.Transport = &http.Transport{DisableKeepAlives: true}
+		c.DisableSessionResumption = true
+	}
 	kcKV := e.knotAPIClient(t, pkv)
 	kcTR := e.knotAPIClient(t, ptr, fresh)
 	_, err = kcKV.GetJWEKey(ctx)
