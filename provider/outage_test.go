@@ -81,7 +81,9 @@ func (s *outageSource) calls() (attempts []time.Time, fetches int) {
 // vaultsource's errors do for a 429 with Retry-After.
 type retryAfterError struct{ wait time.Duration }
 
-func (e *retryAfterError) Error() string             { return fmt.Sprintf("store: rate limited, retry after %s", e.wait) }
+func (e *retryAfterError) Error() string {
+	return fmt.Sprintf("store: rate limited, retry after %s", e.wait)
+}
 func (e *retryAfterError) RetryAfter() time.Duration { return e.wait }
 
 // TestRetryAfterFloorsTheBackoff: a failure whose error chain carries a
