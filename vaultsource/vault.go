@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 
@@ -128,13 +131,37 @@ func (v *vault) once(ctx context.Context, r request) (*api.Secret, int, error) {
 		}
 		// Response.Error buffered the body; a 404 may still carry data.
 		sec, _ := api.ParseSecret(resp.Body)
-		return sec, resp.StatusCode, classify(r, resp.StatusCode, msgs, err)
+		e := classify(r, resp.StatusCode, msgs, err)
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			e.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+		return sec, resp.StatusCode, e
 	}
 	sec, err := api.ParseSecret(resp.Body)
 	if err != nil {
 		return nil, resp.StatusCode, &Error{Op: r.op, Path: r.path, Status: resp.StatusCode, Err: ErrUnexpectedResponse, Cause: err}
 	}
 	return sec, resp.StatusCode, nil
+}
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an
+// HTTP-date (RFC 9110 10.2.3), relative to now. It returns 0 for an absent,
+// malformed or past value.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 || secs > int64(math.MaxInt64/time.Second) {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // classify maps a Vault error status to a sentinel (the classes of
