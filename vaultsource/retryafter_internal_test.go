@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,4 +86,87 @@ func TestErrorCarriesRetryAfter(t *testing.T) {
 		})
 	}
 	assert.Zero(t, (&Error{Err: ErrUnavailable, Cause: errors.New("dial tcp: refused")}).RetryAfter())
+}
+
+// quotaVault answers every request 429 with Retry-After retryAfter seconds
+// and counts the requests.
+func quotaVault(t *testing.T, retryAfter string, opts ...func(*api.Config)) (*api.Client, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		n.Add(1)
+		w.Header().Set("Retry-After", retryAfter)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_ = json.NewEncoder(w).Encode(map[string]any{"errors": []string{"rate limit quota exceeded"}})
+	}))
+	t.Cleanup(srv.Close)
+	cfg := api.DefaultConfig()
+	cfg.Address = srv.URL
+	cfg.MinRetryWait, cfg.MaxRetryWait = 10*time.Millisecond, 20*time.Millisecond
+	for _, o := range opts {
+		o(cfg)
+	}
+	c, err := api.NewClient(cfg)
+	require.NoError(t, err)
+	c.SetToken("fake-token")
+	return c, &n
+}
+
+// TestRetryAfterBeyondTheDeadline: vault/api (default retries) sleeps a
+// 429's Retry-After out inside the call. When that outlasts the request's
+// deadline, vaultsource's request answers at once with the hint instead of
+// dying at the deadline without it; within the deadline vault/api's own
+// retries still run; requests of others through the same client, and a
+// policy the caller set, are left as they were.
+func TestRetryAfterBeyondTheDeadline(t *testing.T) {
+	read := request{op: "read", method: http.MethodGet, path: "secret/data/knot", capability: "read"}
+
+	t.Run("outlasts the deadline", func(t *testing.T) {
+		c, n := quotaVault(t, "30")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := (&vault{client: c}).do(ctx, read)
+		took := time.Since(start)
+		require.ErrorIs(t, err, ErrRateLimited)
+		var e *Error
+		require.ErrorAs(t, err, &e)
+		assert.Equal(t, 30*time.Second, e.RetryAfter())
+		assert.EqualValues(t, 1, n.Load(), "no retry that could only end at the deadline")
+		assert.Less(t, took, 4*time.Second, "answered before the deadline")
+
+		// Another caller's request through the same client: unchanged,
+		// vault/api sleeps until the deadline.
+		n.Store(0)
+		ctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel2()
+		_, err = c.Logical().ReadWithContext(ctx2, "secret/data/knot")
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.EqualValues(t, 1, n.Load())
+	})
+
+	t.Run("within the deadline vault/api retries", func(t *testing.T) {
+		c, n := quotaVault(t, "1")
+		_, err := (&vault{client: c}).do(context.Background(), read)
+		require.ErrorIs(t, err, ErrRateLimited)
+		var e *Error
+		require.ErrorAs(t, err, &e)
+		assert.Equal(t, time.Second, e.RetryAfter())
+		assert.EqualValues(t, 3, n.Load(), "the first request and vault/api's 2 retries")
+	})
+
+	t.Run("the caller's policy is kept", func(t *testing.T) {
+		var asked atomic.Int64
+		c, n := quotaVault(t, "1", func(cfg *api.Config) {
+			cfg.CheckRetry = func(context.Context, *http.Response, error) (bool, error) { asked.Add(1); return false, nil }
+		})
+		v := &vault{client: c}
+		for range 2 { // the wrapper is installed once, not stacked
+			_, err := v.do(context.Background(), read)
+			require.ErrorIs(t, err, ErrRateLimited)
+		}
+		assert.EqualValues(t, 2, n.Load(), "the caller's policy said no retry")
+		assert.EqualValues(t, 2, asked.Load(), "asked once per request")
+	})
 }
