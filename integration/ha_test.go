@@ -768,16 +768,33 @@ const (
 	haTransitAttempts = knotclient.DefaultMaxAttempts
 )
 
-// retryLog counts knotclient's "retrying" events (one per repeated
-// attempt).
-type retryLog struct{ n atomic.Int64 }
+// retryLog records knotclient's "retrying" events (one per repeated
+// attempt) with the error of the attempt that failed.
+type retryLog struct {
+	mu   sync.Mutex
+	errs []error
+}
 
 func (l *retryLog) Enabled(context.Context, slog.Level) bool { return true }
 func (l *retryLog) Handle(_ context.Context, r slog.Record) error {
-	if r.Message == "knot call failed; retrying" {
-		l.n.Add(1)
+	if r.Message != "knot call failed; retrying" {
+		return nil
 	}
+	r.Attrs(func(a slog.Attr) bool {
+		if err, ok := a.Value.Any().(error); ok && a.Key == "error" {
+			l.mu.Lock()
+			l.errs = append(l.errs, err)
+			l.mu.Unlock()
+		}
+		return true
+	})
 	return nil
+}
+
+func (l *retryLog) errors() []error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]error(nil), l.errs...)
 }
 func (l *retryLog) WithAttrs([]slog.Attr) slog.Handler { return l }
 func (l *retryLog) WithGroup(string) slog.Handler      { return l }
@@ -852,7 +869,7 @@ func testHATransitKill(t *testing.T, e *haEnv, resume bool) {
 	}
 	require.NoError(t, e.cluster.Proxy().SetBackends(backends...))
 	e.cluster.Proxy().CloseConnections()
-	hsBefore, retriesBefore := knot.Handshakes(), retries.n.Load()
+	hsBefore, retriesBefore := knot.Handshakes(), len(retries.errors())
 	killed, _, killedAt, electedAt := e.haKillActive(t)
 
 	// Recovered: 80 calls in a row succeeded after the election, and
@@ -884,7 +901,16 @@ func testHATransitKill(t *testing.T, e *haEnv, resume bool) {
 	recoveredAt := time.Now()
 	load.stop()
 	hs := knot.Handshakes()
-	retried := retries.n.Load() - retriesBefore
+	retriedErrs := retries.errors()[retriesBefore:]
+	retried := int64(len(retriedErrs))
+	var slowestCall time.Duration // of all calls from the kill to recovery
+	load.mu.Lock()
+	for _, c := range load.lat {
+		if !c.at.Before(killedAt) && c.at.Before(recoveredAt) {
+			slowestCall = max(slowestCall, c.took)
+		}
+	}
+	load.mu.Unlock()
 
 	electionSigns := signs(killedAt, electedAt)
 	faultSigns := signs(killedAt, recoveredAt)
@@ -911,16 +937,29 @@ func testHATransitKill(t *testing.T, e *haEnv, resume bool) {
 		assert.False(t, f.at.Before(killedAt.Add(-perCall)), "no call failed before the kill (%s)", f.at.Format("15:04:05.000"))
 		assert.True(t, f.at.Before(recoveredAt), "no call failed after recovery")
 	}
+	// A handshake that failed was a signature Vault could not make, and
+	// knotclient repeated it.
+	for _, err := range retriedErrs {
+		assert.ErrorIs(t, err, vaultsource.ErrUnavailable, "a retried attempt failed at the handshake's signature: %v", err)
+		var se *knotclient.SignError
+		assert.ErrorAs(t, err, &se)
+	}
+	// Fast: no call, retried or not, waited longer than its attempts'
+	// sign timeouts and knotclient's backoff.
+	assert.LessOrEqual(t, slowestCall, perCall, "slowest call from the kill to recovery")
 	st := fp.Status()
 	assert.True(t, st.Valid)
 	assert.Equal(t, provider.SerialHex(leaf), provider.SerialHex(st.Bundle.Leaf()), "the cached certificate kept serving")
 	if resume {
+		assert.Zero(t, retried, "no handshake failed, nothing was retried")
 		assert.Zero(t, load.failed.Load(), "with resumption no call fails (first: %s)", load.firstError())
 		assert.Empty(t, faultSigns, "resumed connections need no Transit signature")
 		assert.Greater(t, hs.Resumed-hsBefore.Resumed, 0, "new connections were made during the fault, and resumed")
 	} else {
-		// The handshakes met the election (else this proves nothing).
+		// The handshakes met the election (else this proves nothing):
+		// Transit sign requests failed, and handshakes with them.
 		require.Positive(t, failedSigns, "Transit sign requests failed during the election")
+		require.Positive(t, retried, "handshakes failed during the election and knotclient retried them")
 		assert.Zero(t, hs.Resumed, "no resumption")
 		assert.Greater(t, hs.Full-hsBefore.Full, 0)
 		assert.Equal(t, int64(len(fails)), load.failed.Load())
@@ -930,10 +969,10 @@ func testHATransitKill(t *testing.T, e *haEnv, resume bool) {
 	}
 
 	e.haRejoin(t, killed)
-	t.Logf("figures: scenario=transit-kill-active(%s, new connection every %d requests, sign timeout %s) calls=%d failed=%d p99=%s (before the kill %s, kill to recovery %s) slowest_failed_call=%s election(harness)=%s transit_signs_during_election=%d (%s) transit_signs_kill_to_recovery=%d (%s; %d failed) knotclient_retries=%d handshakes_kill_to_recovery=%d full/%d resumed recovery_after_kill=%s (after election %s) wall=%s",
+	t.Logf("figures: scenario=transit-kill-active(%s, new connection every %d requests, sign timeout %s) calls=%d failed=%d p99=%s (before the kill %s, kill to recovery %s) slowest_call=%s slowest_failed_call=%s election(harness)=%s transit_signs_during_election=%d (%s) transit_signs_kill_to_recovery=%d (%s; %d failed) knotclient_retries=%d handshakes_kill_to_recovery=%d full/%d resumed recovery_after_kill=%s (after election %s) wall=%s",
 		name, haTransitPerConn, haTransitSignTTL, load.calls(), load.failed.Load(), load.p99().Round(time.Millisecond),
 		load.p99Between(time.Time{}, killedAt).Round(time.Millisecond), load.p99Between(killedAt, recoveredAt).Round(time.Millisecond),
-		slowest.Round(time.Millisecond), electedAt.Sub(killedAt).Round(time.Millisecond),
+		slowestCall.Round(time.Millisecond), slowest.Round(time.Millisecond), electedAt.Sub(killedAt).Round(time.Millisecond),
 		len(electionSigns), faultStatuses(electionSigns), len(faultSigns), faultStatuses(faultSigns), failedSigns, retried,
 		hs.Full-hsBefore.Full, hs.Resumed-hsBefore.Resumed, recoveredAt.Sub(killedAt).Round(time.Millisecond),
 		recoveredIn.Round(time.Millisecond), time.Since(testStart).Round(time.Second))
