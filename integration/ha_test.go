@@ -244,10 +244,7 @@ func faultKnotCall(t *testing.T, knot *knottest.Server, p *provider.Provider) fu
 		RootCAs:      knot.RootCAs(),
 		MaxAttempts:  1,
 		Timeout:      10 * time.Second,
-		// knottest speaks h2: a caller's Transport gets HTTP/2 only with
-		// ForceAttemptHTTP2 (without it the handshake may still pick h2
-		// and the HTTP/1 transport fails on the h2 frames).
-		Transport: &http.Transport{DisableKeepAlives: true, ForceAttemptHTTP2: true},
+		Transport:    &http.Transport{DisableKeepAlives: true},
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })

@@ -230,7 +230,12 @@ func TestTransitFrozenVault(t *testing.T) {
 	tr, _ := e.provisionTransit(t, key)
 	p := e.newProvider(t, tr, provider.WithPollInterval(time.Hour))
 	require.NoError(t, p.Refresh(ctx))
-	fresh := func(c *knotclient.Config) { c.Transport = &http.Transport{DisableKeepAlives: true} }
+	// A new connection, and a full handshake, per call: no keep-alive, no
+	// resumption.
+	fresh := func(c *knotclient.Config) {
+		c.Transport = &http.Transport{DisableKeepAlives: true}
+		c.DisableSessionResumption = true
+	}
 	once := e.knotAPIClient(t, p, fresh, func(c *knotclient.Config) { c.MaxAttempts = 1 })
 	_, err := once.CreateSession(ctx, knotclient.CreateSessionRequest{Type: knotclient.SessionLink, ExternalUserID: "u"})
 	require.NoError(t, err, "Vault up: the handshake signs through Transit")

@@ -32,6 +32,14 @@ func newBaseTransport(cfg *Config) *http.Transport {
 	var t *http.Transport
 	if cfg.Transport != nil {
 		t = cfg.Transport.Clone()
+		// Clone set the original's HTTP/2 defaults (its TLS config now offers
+		// "h2" in ALPN) and copied that TLS config; a transport with its own
+		// TLS config only speaks HTTP/2 when forced, so without this an h2
+		// server's answer is read as HTTP/1. An explicit TLSNextProto (an
+		// empty map turns HTTP/2 off) is left alone.
+		if t.TLSNextProto == nil {
+			t.ForceAttemptHTTP2 = true
+		}
 	} else {
 		dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 		t = &http.Transport{
