@@ -111,3 +111,21 @@ func (f *faultAuth) status() faultAuthStatus {
 		LastLogin: st.LastLogin, LastRenewal: st.LastRenewal,
 	}
 }
+
+// faultProvisionTransit onboards a Transit identity: the key and its CSR
+// inside Vault, Knot signs, the certificate is stored with the key.
+func faultProvisionTransit(t *testing.T, client *api.Client, knot *knottest.Server, key string, opts ...vaultsource.TransitOption) (*vaultsource.Transit, *x509.Certificate) {
+	t.Helper()
+	ctx := t.Context()
+	csr, err := vaultsource.ProvisionTransit(ctx, client, "transit", key, knot.ClientID(), vaultsource.ProvisionNew, opts...)
+	require.NoError(t, err)
+	certPEM, err := knot.SignCSR(csr)
+	require.NoError(t, err)
+	tr, err := vaultsource.NewTransit(client, "transit", key, opts...)
+	require.NoError(t, err)
+	_, err = tr.ImportCertificate(ctx, faultRequirements(knot), certPEM, nil)
+	require.NoError(t, err)
+	certs, err := provider.ParseCertificates(certPEM)
+	require.NoError(t, err)
+	return tr, certs[0]
+}

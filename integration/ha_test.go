@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strconv"
@@ -34,7 +35,9 @@ import (
 // faultReq is one Vault request as the library's client sent it.
 type faultReq struct {
 	at         time.Time
-	status     int // 0: no response (transport error)
+	method     string
+	path       string // API path without /v1/
+	status     int    // 0: no response (transport error)
 	retryAfter string
 }
 
@@ -55,7 +58,7 @@ func newFaultCounter(t *testing.T) *faultCounter {
 func (c *faultCounter) RoundTrip(r *http.Request) (*http.Response, error) {
 	at := time.Now()
 	resp, err := c.base.RoundTrip(r)
-	rec := faultReq{at: at}
+	rec := faultReq{at: at, method: r.Method, path: strings.TrimPrefix(r.URL.Path, "/v1/")}
 	if resp != nil {
 		rec.status = resp.StatusCode
 		rec.retryAfter = resp.Header.Get("Retry-After")
@@ -659,6 +662,12 @@ path "secret/metadata/knot/ha-auth" { capabilities = ["read"] }
 			time.Since(testStart).Round(time.Second), evs)
 	})
 
+	// Transit: every new connection's full handshake signs through Vault.
+	t.Run("transit kill active", func(t *testing.T) {
+		t.Run("resumption", func(t *testing.T) { testHATransitKill(t, e, true) })
+		t.Run("no resumption", func(t *testing.T) { testHATransitKill(t, e, false) })
+	})
+
 	// Last: it restarts every node.
 	t.Run("sealed cluster", func(t *testing.T) { testSealedCluster(t, e) })
 }
@@ -751,4 +760,220 @@ func TestClusterHarness(t *testing.T) {
 				c.Backend, started.Round(time.Millisecond), election.Round(time.Millisecond), time.Since(testStart).Round(time.Second))
 		})
 	}
+}
+
+const (
+	haTransitPerConn  = 10              // knottest closes each connection after this many requests
+	haTransitSignTTL  = 2 * time.Second // Transit sign timeout: a handshake during the election fails fast
+	haTransitAttempts = knotclient.DefaultMaxAttempts
+)
+
+// retryLog records knotclient's "retrying" events (one per repeated
+// attempt) with the error of the attempt that failed.
+type retryLog struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (l *retryLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *retryLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "knot call failed; retrying" {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if err, ok := a.Value.Any().(error); ok && a.Key == "error" {
+			l.mu.Lock()
+			l.errs = append(l.errs, err)
+			l.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+func (l *retryLog) errors() []error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]error(nil), l.errs...)
+}
+func (l *retryLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *retryLog) WithGroup(string) slog.Handler      { return l }
+
+// haFailedCall is a Knot call that failed: when it started, how long it
+// took, its error.
+type haFailedCall struct {
+	at   time.Time
+	took time.Duration
+	err  error
+}
+
+// testHATransitKill kills the active node while 8 workers call Knot with a
+// Transit-backed certificate through knotclient, against a knottest server
+// that closes each connection after 10 requests, so new connections (and
+// handshakes) keep coming. With TLS session resumption (knotclient's
+// default) new connections resume and need no Transit signature: no call
+// fails. Without it every new connection signs through Vault: only calls
+// whose handshakes needed Vault during the election fail, each attempt
+// within the sign timeout, typed vaultsource.ErrUnavailable, and each was
+// retried by knotclient first.
+func testHATransitKill(t *testing.T, e *haEnv, resume bool) {
+	testStart := time.Now()
+	ctx := t.Context()
+	name := map[bool]string{true: "resumption", false: "no-resumption"}[resume]
+	key := "knot-ha-" + name
+	knot := knottest.NewTestServer(t, knottest.WithMaxRequestsPerConn(haTransitPerConn))
+	tr, leaf := faultProvisionTransit(t, e.client, knot, key, vaultsource.WithSignTimeout(haTransitSignTTL))
+	// No poll: the handshakes' signatures are the only Vault requests.
+	fp := newFaultProvider(t, tr, knot, provider.WithPollInterval(time.Hour), provider.WithFetchTimeout(5*time.Second))
+	retries := &retryLog{}
+	c, err := knotclient.New(knotclient.Config{
+		ClientID: knot.ClientID(), Secret: knotclient.StaticSecret(knot.Secret()),
+		Certificates: fp.Provider, BaseURL: knot.URL(), RootCAs: knot.RootCAs(),
+		Timeout: 10 * time.Second, MaxAttempts: haTransitAttempts,
+		DisableSessionResumption: !resume,
+		Logger:                   slog.New(retries),
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+
+	var mu sync.Mutex
+	var failedCalls []haFailedCall
+	var okSinceFail atomic.Int64
+	call := func(ctx context.Context) error {
+		start := time.Now()
+		_, err := c.GetJWEKey(ctx)
+		if err != nil && ctx.Err() == nil {
+			mu.Lock()
+			failedCalls = append(failedCalls, haFailedCall{at: start, took: time.Since(start), err: err})
+			mu.Unlock()
+			okSinceFail.Store(0)
+		} else if err == nil {
+			okSinceFail.Add(1)
+		}
+		return err
+	}
+	require.NoError(t, call(ctx))
+	load := startFaultLoad(call, 8, 20*time.Millisecond)
+	defer load.stop()
+	load.waitOK(t, 80)
+	require.Zero(t, load.failed.Load(), "before the kill (first: %s)", load.firstError())
+
+	// As in "kill active": the proxy's first choice is the active node, so
+	// the kill hits the client's path.
+	active := e.waitActive(t)
+	backends := []string{strings.TrimPrefix(active.Addr(), "http://")}
+	for _, n := range e.cluster.Nodes {
+		if n != active {
+			backends = append(backends, strings.TrimPrefix(n.Addr(), "http://"))
+		}
+	}
+	require.NoError(t, e.cluster.Proxy().SetBackends(backends...))
+	e.cluster.Proxy().CloseConnections()
+	hsBefore, retriesBefore := knot.Handshakes(), len(retries.errors())
+	killed, _, killedAt, electedAt := e.haKillActive(t)
+
+	// Recovered: 80 calls in a row succeeded after the election, and
+	// (without resumption) a signature was made through the new leader.
+	signs := func(from, to time.Time) []faultReq {
+		var out []faultReq
+		for _, r := range e.counter.between(from, to) {
+			if r.method == http.MethodPut && r.path == "transit/sign/"+key {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	okSinceFail.Store(0)
+	recoveredIn := waitFor(t, 60*time.Second, "80 calls in a row to succeed after the election", func() bool {
+		if okSinceFail.Load() < 80 {
+			return false
+		}
+		if resume {
+			return true
+		}
+		for _, r := range signs(electedAt, time.Now()) {
+			if faultOK(r) {
+				return true
+			}
+		}
+		return false
+	})
+	recoveredAt := time.Now()
+	load.stop()
+	hs := knot.Handshakes()
+	retriedErrs := retries.errors()[retriesBefore:]
+	retried := int64(len(retriedErrs))
+	var slowestCall time.Duration // of all calls from the kill to recovery
+	load.mu.Lock()
+	for _, c := range load.lat {
+		if !c.at.Before(killedAt) && c.at.Before(recoveredAt) {
+			slowestCall = max(slowestCall, c.took)
+		}
+	}
+	load.mu.Unlock()
+
+	electionSigns := signs(killedAt, electedAt)
+	faultSigns := signs(killedAt, recoveredAt)
+	failedSigns := 0
+	for _, r := range faultSigns {
+		if !faultOK(r) {
+			failedSigns++
+		}
+	}
+	mu.Lock()
+	fails := append([]haFailedCall(nil), failedCalls...)
+	mu.Unlock()
+	var slowest time.Duration
+	// Each attempt of a failed call waited at most the sign timeout (plus
+	// the handshake and the TLS alert), and knotclient's backoff between
+	// attempts is at most 250 ms, 500 ms (±jitter).
+	perCall := haTransitAttempts*(haTransitSignTTL+time.Second) + 2*time.Second
+	for _, f := range fails {
+		slowest = max(slowest, f.took)
+		assert.ErrorIs(t, f.err, vaultsource.ErrUnavailable, "a failed call is a handshake that could not sign: %v", f.err)
+		var se *knotclient.SignError
+		assert.ErrorAs(t, f.err, &se, "failed at the handshake's signature")
+		assert.LessOrEqual(t, f.took, perCall, "failed fast: %d attempts within the sign timeout each", haTransitAttempts)
+		assert.False(t, f.at.Before(killedAt.Add(-perCall)), "no call failed before the kill (%s)", f.at.Format("15:04:05.000"))
+		assert.True(t, f.at.Before(recoveredAt), "no call failed after recovery")
+	}
+	// A handshake that failed was a signature Vault could not make, and
+	// knotclient repeated it.
+	for _, err := range retriedErrs {
+		assert.ErrorIs(t, err, vaultsource.ErrUnavailable, "a retried attempt failed at the handshake's signature: %v", err)
+		var se *knotclient.SignError
+		assert.ErrorAs(t, err, &se)
+	}
+	// Fast: no call, retried or not, waited longer than its attempts'
+	// sign timeouts and knotclient's backoff.
+	assert.LessOrEqual(t, slowestCall, perCall, "slowest call from the kill to recovery")
+	st := fp.Status()
+	assert.True(t, st.Valid)
+	assert.Equal(t, provider.SerialHex(leaf), provider.SerialHex(st.Bundle.Leaf()), "the cached certificate kept serving")
+	if resume {
+		assert.Zero(t, retried, "no handshake failed, nothing was retried")
+		assert.Zero(t, load.failed.Load(), "with resumption no call fails (first: %s)", load.firstError())
+		assert.Empty(t, faultSigns, "resumed connections need no Transit signature")
+		assert.Greater(t, hs.Resumed-hsBefore.Resumed, 0, "new connections were made during the fault, and resumed")
+	} else {
+		// The handshakes met the election (else this proves nothing):
+		// Transit sign requests failed, and handshakes with them.
+		require.Positive(t, failedSigns, "Transit sign requests failed during the election")
+		require.Positive(t, retried, "handshakes failed during the election and knotclient retried them")
+		assert.Zero(t, hs.Resumed, "no resumption")
+		assert.Greater(t, hs.Full-hsBefore.Full, 0)
+		assert.Equal(t, int64(len(fails)), load.failed.Load())
+		// Every failed call was a handshake that could not sign, repeated
+		// by knotclient before it gave up.
+		assert.GreaterOrEqual(t, retried, int64(len(fails))*(haTransitAttempts-1), "knotclient retried the failed handshakes")
+	}
+
+	e.haRejoin(t, killed)
+	t.Logf("figures: scenario=transit-kill-active(%s, new connection every %d requests, sign timeout %s) calls=%d failed=%d p99=%s (before the kill %s, kill to recovery %s) slowest_call=%s slowest_failed_call=%s election(harness)=%s transit_signs_during_election=%d (%s) transit_signs_kill_to_recovery=%d (%s; %d failed) knotclient_retries=%d handshakes_kill_to_recovery=%d full/%d resumed recovery_after_kill=%s (after election %s) wall=%s",
+		name, haTransitPerConn, haTransitSignTTL, load.calls(), load.failed.Load(), load.p99().Round(time.Millisecond),
+		load.p99Between(time.Time{}, killedAt).Round(time.Millisecond), load.p99Between(killedAt, recoveredAt).Round(time.Millisecond),
+		slowestCall.Round(time.Millisecond), slowest.Round(time.Millisecond), electedAt.Sub(killedAt).Round(time.Millisecond),
+		len(electionSigns), faultStatuses(electionSigns), len(faultSigns), faultStatuses(faultSigns), failedSigns, retried,
+		hs.Full-hsBefore.Full, hs.Resumed-hsBefore.Resumed, recoveredAt.Sub(killedAt).Round(time.Millisecond),
+		recoveredIn.Round(time.Millisecond), time.Since(testStart).Round(time.Second))
 }

@@ -130,12 +130,23 @@ type signRecorder interface {
 // as not sent; when it is the client key's signature that failed (TLS 1.3:
 // crypto/tls kept only the signer's text; TLS 1.2: the signer's error
 // itself), it becomes a [*SignError] carrying the signer's typed error.
+//
+// A sign failure is a SignError even when the request had obtained a
+// connection: net/http redials for a request whose HTTP/2 connection turned
+// out unusable (a server that closes connections after N requests), and it
+// is that new connection's handshake that failed.
 func (c *Client) classifyAttempt(err error, gotConn bool) error {
-	if gotConn {
-		return err
-	}
 	text := err.Error()
 	i := strings.Index(text, signFailure)
+	if gotConn {
+		if i < 0 {
+			return err
+		}
+		if typed := c.signerError(text[i+len(signFailure):]); typed != nil {
+			return &SignError{Err: typed, TLS: err}
+		}
+		return &SignError{TLS: err}
+	}
 	if i >= 0 {
 		text = text[i+len(signFailure):]
 	}

@@ -2,7 +2,6 @@ package knotclient_test
 
 import (
 	"context"
-	"crypto/tls"
 	"net/http"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/knotmtls/knotmtls/knotclient"
-	"github.com/knotmtls/knotmtls/knotclient/knottest"
 	"github.com/knotmtls/knotmtls/provider"
 )
 
@@ -127,42 +125,6 @@ func TestCloseClosesConnections(t *testing.T) {
 			require.ErrorIs(t, err, knotclient.ErrClosed)
 			assert.Len(t, dialer.snapshot(), wantConns, "nothing is dialled after Close")
 			proto.requireProto(t, srv)
-		})
-	}
-}
-
-// TestCallerTransportSpeaksWhatItOffers: a caller's transport is cloned, and
-// Clone hands the clone a TLS config that offers h2 in ALPN. Against a
-// server that picks h2 (knottest by default) the clone must then speak h2;
-// before the fix every call failed with "malformed HTTP response" (h2
-// frames read as HTTP/1). A caller that turned h2 off keeps HTTP/1.1.
-func TestCallerTransportSpeaksWhatItOffers(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		transport func() *http.Transport
-		proto     string
-	}{
-		{"default transport", func() *http.Transport { return &http.Transport{DisableKeepAlives: true} }, "HTTP/2.0"},
-		{"h2 turned off", func() *http.Transport {
-			return &http.Transport{TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
-		}, "HTTP/1.1"},
-		{"own TLS config", func() *http.Transport { return &http.Transport{TLSClientConfig: &tls.Config{}} }, "HTTP/1.1"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := knottest.NewTestServer(t)
-			src := &rotatingSource{}
-			src.cur.Store(issue(t, srv))
-			p := newProvider(t, srv, src, true)
-			c := newKnottestClient(t, srv, p, func(cfg *knotclient.Config) { cfg.Transport = tc.transport() })
-			for range 2 {
-				_, err := c.GetJWEKey(t.Context())
-				require.NoError(t, err)
-			}
-			reqs := srv.Requests()
-			require.Len(t, reqs, 2)
-			for _, r := range reqs {
-				assert.Equal(t, tc.proto, r.Proto)
-			}
 		})
 	}
 }

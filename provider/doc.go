@@ -33,7 +33,9 @@
 // certificate expired with no newer version stored) the next attempts wait
 // for an exponential backoff, 1 s doubling to 5 min with 10% jitter by
 // default ([WithBackoff], [WithJitter]), implemented with
-// github.com/cenkalti/backoff/v5. Polls do not reset it and add no attempts;
+// github.com/cenkalti/backoff/v5, never shorter than a Retry-After the
+// failure carries (an error with a RetryAfter() time.Duration method, up to
+// the cap). Polls do not reset it and add no attempts;
 // only a success does. Status.Failures counts the consecutive failures.
 // [Provider.Refresh] and a [Watcher]'s change notice attempt at once, backoff
 // or not.

@@ -28,3 +28,15 @@ const ExpiredTier = expiredTier
 // WantedAttempts is the attempt number callers of Refresh (and polls and
 // change notices) are waiting for; it rises when one of them starts waiting.
 func WantedAttempts(p *Provider) uint64 { return p.want.Load() }
+
+// Replan wakes the background loop to plan its next attempt again from the
+// clock, as it does after a rotation: a test that stepped a fake clock past
+// the planned time calls it instead of waiting out the real timer.
+func Replan(p *Provider) { p.signal() }
+
+// Hinted reports whether the hot path currently trusts its hint (serves the
+// cached certificate without reading the clock).
+func Hinted(p *Provider) bool {
+	s := p.cur.Load()
+	return s != nil && s.hint.Load()
+}

@@ -117,6 +117,12 @@ func WithWarnBefore(d time.Duration) Option {
 // ([WithJitter]). It applies to every failure, a served certificate that
 // expired with nothing newer at the source included; polls do not reset it,
 // only a success does.
+//
+// A failure may ask for a longer wait: when an error in its chain has a
+// method RetryAfter() time.Duration (vaultsource's errors do, with the
+// Retry-After of a 429 or 503 answer), the next attempt waits at least
+// that long, capped at max. The wait is what [OnRefreshFailed] reports and
+// [Status].RetryAt shows.
 func WithBackoff(initial, max time.Duration) Option {
 	return func(c *config) error {
 		if initial <= 0 || max < initial {

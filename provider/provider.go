@@ -508,8 +508,9 @@ func (p *Provider) succeeded() {
 }
 
 // failed records a failed attempt: the next one waits for the next backoff
-// step (1 s doubling to 5 min by default, with jitter). Only a success
-// resets it; polls do not.
+// step (1 s doubling to 5 min by default, with jitter), or for the wait the
+// error asks for (see [WithBackoff]) when that is longer, up to the cap.
+// Only a success resets it; polls do not.
 func (p *Provider) failed(err error) error {
 	if p.ctx.Err() != nil {
 		return ErrClosed
@@ -518,6 +519,9 @@ func (p *Provider) failed(err error) error {
 	p.health.failures++
 	n := p.health.failures
 	delay := p.bo.NextBackOff()
+	if hint := retryAfter(err); hint > delay {
+		delay = max(delay, min(hint, p.cfg.maxBackoff))
+	}
 	p.health.lastErr = err
 	p.health.retryAt = now().Add(delay)
 	p.mu.Unlock()
@@ -531,6 +535,17 @@ func (p *Provider) failed(err error) error {
 		p.run(h.h, func() { h.fn(err, n, delay) })
 	}
 	return err
+}
+
+// retryAfter is the wait the store asked for (a 429's Retry-After): the
+// RetryAfter() of the first error in err's chain that has that method, 0
+// when none does or it asks for no wait.
+func retryAfter(err error) time.Duration {
+	var h interface{ RetryAfter() time.Duration }
+	if errors.As(err, &h) {
+		return max(h.RetryAfter(), 0)
+	}
+	return 0
 }
 
 func (p *Provider) jittered(d time.Duration) time.Duration {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 
@@ -104,7 +105,15 @@ type Error struct {
 	// Cause is the underlying error (an *api.ResponseError, a network
 	// error, a context error), if any.
 	Cause error
+
+	retryAfter time.Duration // Retry-After of a 429 or 503 answer
 }
+
+// RetryAfter is the wait Vault asked for with the Retry-After header of a
+// 429 (rate-limit quota, with response headers enabled) or 503 answer, 0
+// when it sent none. [provider.Provider] waits at least that long before
+// its next attempt (up to its maximum backoff).
+func (e *Error) RetryAfter() time.Duration { return e.retryAfter }
 
 // Error formats the error on one line, without secret data.
 func (e *Error) Error() string {

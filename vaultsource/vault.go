@@ -5,8 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
+	"weak"
 
 	"github.com/hashicorp/vault/api"
 
@@ -78,6 +84,8 @@ func (v *vault) once(ctx context.Context, r request) (*api.Secret, int, error) {
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
 	}
+	boundRetryAfter(v.client)
+	ctx = context.WithValue(ctx, boundedKey{}, true)
 	var (
 		resp *api.Response
 		err  error
@@ -128,13 +136,80 @@ func (v *vault) once(ctx context.Context, r request) (*api.Secret, int, error) {
 		}
 		// Response.Error buffered the body; a 404 may still carry data.
 		sec, _ := api.ParseSecret(resp.Body)
-		return sec, resp.StatusCode, classify(r, resp.StatusCode, msgs, err)
+		e := classify(r, resp.StatusCode, msgs, err)
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			e.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+		return sec, resp.StatusCode, e
 	}
 	sec, err := api.ParseSecret(resp.Body)
 	if err != nil {
 		return nil, resp.StatusCode, &Error{Op: r.op, Path: r.path, Status: resp.StatusCode, Err: ErrUnexpectedResponse, Cause: err}
 	}
 	return sec, resp.StatusCode, nil
+}
+
+// boundedKey marks the context of vaultsource's own requests for the retry
+// policy boundRetryAfter installs.
+type boundedKey struct{}
+
+// bounded holds the clients whose retry policy boundRetryAfter wrapped,
+// weakly: a client that is no longer used is collected, and its entry
+// removed.
+var bounded sync.Map // weak.Pointer[api.Client] -> struct{}
+
+// boundRetryAfter wraps c's retry policy (once per client) so that a 429 or
+// 503 whose Retry-After outlasts the request's deadline ends vault/api's
+// retries at once: vault/api would otherwise sleep that Retry-After out
+// inside the call, until the deadline cancels it and the header is lost.
+// The answer then reaches once, whose error carries the hint
+// ([Error.RetryAfter]) for provider's backoff. Only vaultsource's own
+// requests (marked with boundedKey) are affected; other requests through
+// the same client are retried by the client's policy exactly as before. A
+// policy the caller sets later (SetCheckRetry) replaces the wrapper: hints
+// are then still read when vault/api gives up before the deadline.
+func boundRetryAfter(c *api.Client) {
+	wp := weak.Make(c)
+	if _, loaded := bounded.LoadOrStore(wp, struct{}{}); loaded {
+		return
+	}
+	runtime.AddCleanup(c, func(wp weak.Pointer[api.Client]) { bounded.Delete(wp) }, wp)
+	var next func(context.Context, *http.Response, error) (bool, error) = c.CheckRetry()
+	if next == nil {
+		next = api.DefaultRetryPolicy // what vault/api applies when none is set
+	}
+	c.SetCheckRetry(func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+		retry, rerr := next(ctx, resp, err)
+		if !retry || rerr != nil || resp == nil || ctx.Value(boundedKey{}) == nil ||
+			(resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+			return retry, rerr
+		}
+		wait := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		if deadline, ok := ctx.Deadline(); ok && wait > 0 && time.Until(deadline) < wait {
+			return false, nil // answer now; the caller waits Retry-After out
+		}
+		return retry, rerr
+	})
+}
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an
+// HTTP-date (RFC 9110 10.2.3), relative to now. It returns 0 for an absent,
+// malformed or past value.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 || secs > int64(math.MaxInt64/time.Second) {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // classify maps a Vault error status to a sentinel (the classes of
