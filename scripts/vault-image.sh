@@ -127,7 +127,7 @@ use_upstream() {
 		log "pulled $upstream: no Vault compile needed"
 		return 0
 	fi
-	log "cannot pull $upstream (no registry reachable): using the locally built image instead"
+	log "cannot pull $upstream (no registry reachable): building Vault locally instead"
 	return 1
 }
 
