@@ -8,13 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	cbackoff "github.com/cenkalti/backoff/v5"
 
+	"github.com/knotmtls/knotmtls/internal/retryafter"
 	"github.com/knotmtls/knotmtls/provider"
 )
 
@@ -196,28 +196,7 @@ func retryAttempt(ctx context.Context, cl call, err error) bool {
 }
 
 // parseRetryAfter reads a Retry-After value: delta-seconds or an HTTP-date.
-// ok is false when the header is absent or malformed. A date in the past
-// gives 0.
-func parseRetryAfter(v string, now time.Time) (d time.Duration, ok bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 {
-			return 0, false
-		}
-		if secs > int64(365*24*time.Hour/time.Second) {
-			secs = int64(365 * 24 * time.Hour / time.Second)
-		}
-		return time.Duration(secs) * time.Second, true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	return max(t.Sub(now), 0), true
-}
+var parseRetryAfter = retryafter.Parse
 
 // sleep waits d or until ctx is done or closed is closed (then it returns
 // [ErrClosed]). It returns context.DeadlineExceeded at once, without

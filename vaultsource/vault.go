@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/knotmtls/knotmtls/internal/retryafter"
 	"github.com/knotmtls/knotmtls/internal/vaultresp"
 )
 
@@ -193,23 +192,10 @@ func boundRetryAfter(c *api.Client) {
 }
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or an
-// HTTP-date (RFC 9110 10.2.3), relative to now. It returns 0 for an absent,
-// malformed or past value.
+// HTTP-date; 0 when there is none, it is malformed or already past.
 func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 || secs > int64(math.MaxInt64/time.Second) {
-			return 0
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
+	d, _ := retryafter.Parse(v, now)
+	return d
 }
 
 // classify maps a Vault error status to a sentinel (the classes of
