@@ -96,6 +96,9 @@ func (v *vault) once(ctx context.Context, r request) (*api.Secret, int, error) {
 			return nil, 0, &Error{Op: r.op, Path: r.path, Err: ErrInvalidArgument, Cause: cerr}
 		}
 		c.SetToken(v.client.Token())
+		// Clone copies headers only with CloneHeaders set: without them
+		// the write would leave the namespace (X-Vault-Namespace) behind.
+		c.SetHeaders(v.client.Headers())
 		c.SetMaxRetries(0)
 		client = c
 	}
