@@ -53,7 +53,7 @@ build_binary() {
 		return
 	fi
 	log "no Vault binary cached at $bin and no $upstream image: compiling Vault $VERSION from the Go module proxy."
-	log "this happens once per machine and takes about 15-20 min on 2 cores (module downloads included; ~13 min with a warm module cache)."
+	log "this happens once per machine and takes about 15-20 min on 2 cores with module downloads (10-13 min with a warm module cache)."
 	log "later runs reuse $bin and the image $tag. Progress is printed every ${PROGRESS_EVERY}s."
 	local tmp="$bin.tmp.$$" start=$SECONDS pid rc
 	trap 'rm -f "$tmp"; [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null' EXIT
