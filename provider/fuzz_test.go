@@ -86,6 +86,12 @@ func requireNoBlockBytes(t *testing.T, msg string, data []byte) {
 // (public certificates and CSRs).
 type runtimeSeeds struct {
 	cert, key, csr []byte
+	// Malformed and unusual key inputs, built at run time from the
+	// generated key so that no PEM private key is committed in the seed
+	// corpora: cut short (40 bytes of DER), encrypted, OpenSSH, several
+	// keys, EC parameters before the key.
+	junkKeys [][]byte
+	sec1Key  []byte // the generated key as "EC PRIVATE KEY"
 }
 
 func newRuntimeSeeds(t testing.TB) runtimeSeeds {
@@ -111,10 +117,32 @@ func newRuntimeSeeds(t testing.TB) runtimeSeeds {
 	if err != nil {
 		t.Fatalf("marshal key: %v", err)
 	}
+	sec1, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatalf("marshal key: %v", err)
+	}
+	block := func(typ string, b []byte, headers map[string]string) []byte {
+		return pem.EncodeToMemory(&pem.Block{Type: typ, Headers: headers, Bytes: b})
+	}
+	keyPEM := block("PRIVATE KEY", pkcs8, nil)
+	sec1PEM := block("EC PRIVATE KEY", sec1, nil)
+	cut := pkcs8[:40]
+	junk := [][]byte{
+		block("PRIVATE KEY", cut, nil),
+		block("RSA PRIVATE KEY", cut, nil),
+		block("EC PRIVATE KEY", sec1[:40], nil),
+		block("ENCRYPTED PRIVATE KEY", cut, nil),
+		block("RSA PRIVATE KEY", cut, map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-256-CBC,00112233445566778899AABBCCDDEEFF"}),
+		block("OPENSSH PRIVATE KEY", append([]byte("openssh-key-v1\x00"), cut...), nil),
+		append(append([]byte{}, keyPEM...), block("RSA PRIVATE KEY", cut, nil)...),
+		append(block("EC PARAMETERS", []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}, nil), sec1PEM...),
+	}
 	return runtimeSeeds{
-		cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		key:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}),
-		csr:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}),
+		cert:     block("CERTIFICATE", der, nil),
+		key:      keyPEM,
+		csr:      block("CERTIFICATE REQUEST", csr, nil),
+		junkKeys: junk,
+		sec1Key:  sec1PEM,
 	}
 }
 
@@ -122,6 +150,7 @@ func FuzzParseCertificates(f *testing.F) {
 	s := newRuntimeSeeds(f)
 	f.Add(s.cert)
 	f.Add(append(append([]byte{}, s.cert...), s.cert...))
+	f.Add(s.key) // a key pasted where the certificate goes
 	f.Fuzz(func(t *testing.T, data []byte) {
 		certs, err := provider.ParseCertificates(data)
 		if err != nil {
@@ -153,6 +182,10 @@ func FuzzParseCertificates(f *testing.F) {
 func FuzzParsePrivateKey(f *testing.F) {
 	s := newRuntimeSeeds(f)
 	f.Add(s.key)
+	f.Add(s.sec1Key)
+	for _, k := range s.junkKeys {
+		f.Add(k)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		key, err := provider.ParsePrivateKey(data)
 		if err != nil {
@@ -170,6 +203,12 @@ func FuzzParseBundle(f *testing.F) {
 	s := newRuntimeSeeds(f)
 	f.Add(s.cert, s.cert, s.key, "v1")
 	f.Add(s.cert, []byte(nil), s.key, "")
+	f.Add(s.cert, []byte(nil), s.sec1Key, "ec")                                   // SEC 1 key
+	f.Add(append(append([]byte{}, s.cert...), s.cert...), []byte(nil), s.key, "") // chain in the certificate field
+	f.Add(s.cert, []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), s.key, "bad chain")
+	for _, k := range s.junkKeys {
+		f.Add(s.cert, s.cert, k, "junk key")
+	}
 	f.Fuzz(func(t *testing.T, certPEM, chainPEM, keyPEM []byte, version string) {
 		b, err := provider.ParseBundle(certPEM, chainPEM, keyPEM, version)
 		if err != nil {

@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"maps"
 	"math/big"
 	"slices"
 	"strconv"
@@ -76,7 +77,7 @@ func requireFuzzError(t *testing.T, err error, secrets ...string) {
 
 func FuzzKVSecret(f *testing.F) {
 	// A complete secret, generated at run time so that no usable key is
-	// committed (the committed seeds hold truncated keys). ECDSA, because
+	// committed (nor is any PEM key block: the key variants are built below). ECDSA, because
 	// RSA key generation in an instrumented fuzz binary eats the budget.
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -99,6 +100,22 @@ func FuzzKVSecret(f *testing.F) {
 	v1, _ := json.Marshal(map[string]any{"data": fields})
 	f.Add(v2, uint8(1))
 	f.Add(v1, uint8(0))
+	// Variants built here rather than committed (no PEM private key in the
+	// seed corpora): a key cut short, a staged pending key, the chain as one
+	// string, and a v1 secret read as v2.
+	junk := maps.Clone(fields)
+	junk["private_key"] = string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8[:40]}))
+	pending := maps.Clone(fields)
+	pending["pending_private_key"] = fields["private_key"]
+	chainString := maps.Clone(fields)
+	chainString["ca_chain"] = certPEM + certPEM
+	for _, flds := range []map[string]any{junk, pending, chainString} {
+		b, _ := json.Marshal(map[string]any{"data": map[string]any{"data": flds, "metadata": map[string]any{"version": 2}}})
+		f.Add(b, uint8(1))
+	}
+	junkV1, _ := json.Marshal(map[string]any{"data": junk})
+	f.Add(junkV1, uint8(0))
+	f.Add(v1, uint8(1))
 	client := fuzzClient(f)
 	f.Fuzz(func(t *testing.T, body []byte, version uint8) {
 		sec, err := api.ParseSecret(bytes.NewReader(body))
