@@ -145,13 +145,10 @@ func runCSR(ctx context.Context, e *env, f *csrFlags) error {
 		}
 		cancel()
 		if e.interrupted() {
-			if errors.Is(err, context.DeadlineExceeded) {
-				return interruptedf("no CSR was written, and storing the key did not finish within --timeout: whether Vault holds a new key is unknown; run \"knotmtls status\" to see")
-			}
-			if err != nil {
-				return interruptedf("nothing was changed: no CSR was written, and the key was not stored: %s", message(err))
-			}
-			return interruptedf("the new key is stored in %s, but no CSR was written: print it with \"knotmtls csr --existing\" (same --client-id, --env and location flags)", loc)
+			return interruptedWrite(err,
+				"no CSR was written, and storing the key did not finish within --timeout: whether Vault holds a new key is unknown; run \"knotmtls status\" to see",
+				"nothing was changed: no CSR was written, and the key was not stored",
+				fmt.Sprintf("the new key is stored in %s, but no CSR was written: print it with \"knotmtls csr --existing\" (same --client-id, --env and location flags)", loc))
 		}
 	}
 	if err != nil {

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -110,13 +109,10 @@ func runImport(ctx context.Context, e *env, f *importFlags) error {
 	}
 	loc, unchanged, err := f.store(ctx, e, st, req, certPEM, chainPEM)
 	if e.interrupted() {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return interruptedf("storing the certificate did not finish within --timeout: whether Vault holds it is unknown; run \"knotmtls status\" to see")
-		}
-		if err != nil {
-			return interruptedf("nothing was changed: the certificate was not stored: %s", message(err))
-		}
-		return interruptedf("the import is complete: the certificate is stored in %s; only this report was cut short", loc)
+		return interruptedWrite(err,
+			"storing the certificate did not finish within --timeout: whether Vault holds it is unknown; run \"knotmtls status\" to see",
+			"nothing was changed: the certificate was not stored",
+			fmt.Sprintf("the import is complete: the certificate is stored in %s; only this report was cut short", loc))
 	}
 	if err != nil {
 		return err

@@ -22,6 +22,19 @@ func interruptedf(format string, args ...any) error {
 	return &interruptedError{outcome: fmt.Sprintf(format, args...)}
 }
 
+// interruptedWrite is the outcome of a Vault write that an interrupt let
+// finish (see env.uninterruptible): unknown when it ran out of --timeout,
+// notDone (with the reason) when it failed, done when it succeeded.
+func interruptedWrite(err error, unknown, notDone, done string) error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return interruptedf("%s", unknown)
+	case err != nil:
+		return interruptedf("%s: %s", notDone, message(err))
+	}
+	return interruptedf("%s", done)
+}
+
 // interrupted reports whether the caller's context was cancelled: main
 // cancels it on Ctrl-C and SIGTERM. The --timeout deadline is not an
 // interrupt: it is reported as a timeout with its own hint.
