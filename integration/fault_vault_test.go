@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/vault/api/auth/approle"
 	"github.com/stretchr/testify/require"
 
+	"github.com/knotmtls/knotmtls/integration/vaulttest"
 	"github.com/knotmtls/knotmtls/knotclient/knottest"
 	"github.com/knotmtls/knotmtls/provider"
 	"github.com/knotmtls/knotmtls/vaultauth"
@@ -128,4 +129,16 @@ func faultProvisionTransit(t *testing.T, client *api.Client, knot *knottest.Serv
 	certs, err := provider.ParseCertificates(certPEM)
 	require.NoError(t, err)
 	return tr, certs[0]
+}
+
+// startFaultVault starts a dev Vault and returns it with a client whose
+// requests counter records, and a knottest server: the set-up of the
+// single-Vault fault tests.
+func startFaultVault(t *testing.T) (*vaulttest.Vault, *api.Client, *faultCounter, *knottest.Server) {
+	t.Helper()
+	v := vaulttest.StartTest(t)
+	counter := newFaultCounter(t)
+	client, err := v.ClientWith(counter)
+	require.NoError(t, err)
+	return v, client, counter, knottest.NewTestServer(t)
 }

@@ -8,8 +8,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/knotmtls/knotmtls/integration/vaulttest"
-	"github.com/knotmtls/knotmtls/knotclient/knottest"
 	"github.com/knotmtls/knotmtls/provider"
 )
 
@@ -21,12 +19,8 @@ import (
 // step of the unpause.
 func TestLongVaultOutageUnderLoad(t *testing.T) {
 	testStart := time.Now()
-	v := vaulttest.StartTest(t)
+	v, client, counter, knot := startFaultVault(t)
 	ctx := t.Context()
-	counter := newFaultCounter(t)
-	client, err := v.ClientWith(counter)
-	require.NoError(t, err)
-	knot := knottest.NewTestServer(t)
 
 	const outage = 60 * time.Second
 	const poll = 500 * time.Millisecond

@@ -9,8 +9,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/knotmtls/knotmtls/integration/vaulttest"
-	"github.com/knotmtls/knotmtls/knotclient/knottest"
 	"github.com/knotmtls/knotmtls/provider"
 	"github.com/knotmtls/knotmtls/vaultsource"
 )
@@ -24,14 +22,10 @@ import (
 // Provider is healthy again.
 func TestRateLimitQuotaUnderLoad(t *testing.T) {
 	testStart := time.Now()
-	v := vaulttest.StartTest(t)
+	v, client, counter, knot := startFaultVault(t)
 	ctx := t.Context()
 	root, err := v.Client()
 	require.NoError(t, err)
-	counter := newFaultCounter(t)
-	client, err := v.ClientWith(counter)
-	require.NoError(t, err)
-	knot := knottest.NewTestServer(t)
 
 	const poll = 250 * time.Millisecond
 	const backoffMax = 4 * time.Second
@@ -131,14 +125,10 @@ func TestRateLimitQuotaUnderLoad(t *testing.T) {
 // serving 8 workers throughout.
 func TestRateLimitQuotaLongerThanFetchTimeout(t *testing.T) {
 	testStart := time.Now()
-	v := vaulttest.StartTest(t)
+	v, client, counter, knot := startFaultVault(t)
 	ctx := t.Context()
 	root, err := v.Client()
 	require.NoError(t, err)
-	counter := newFaultCounter(t)
-	client, err := v.ClientWith(counter)
-	require.NoError(t, err)
-	knot := knottest.NewTestServer(t)
 
 	const poll = 250 * time.Millisecond
 	const backoffMax = 30 * time.Second
